@@ -1,0 +1,91 @@
+/**
+ * Streaming bodies that the drain deadline can end.
+ *
+ * Only bodies of unknown length are wrapped: a string, bytes, a Blob or a
+ * body with a `content-length` header go to Deno untouched, so ordinary
+ * responses keep their length and pay nothing. Telling a stream from a
+ * static body needs Deno's internal response record (there is no public
+ * API for it); where that record is not found, nothing is wrapped and the
+ * deadline falls back to exiting the process.
+ */
+
+let innerKey: symbol | null | undefined;
+
+function findInnerKey(res: Response): symbol | null {
+  for (const key of Object.getOwnPropertySymbols(res)) {
+    if (key.description === "response") return key;
+  }
+  return null;
+}
+
+/** True when `res` has a body whose length Deno does not know up front. */
+export function hasOpenEndedBody(res: Response): boolean {
+  if (innerKey === undefined) innerKey = findInnerKey(res);
+  if (innerKey === null) return false;
+  // deno-lint-ignore no-explicit-any
+  const inner = (res as any)[innerKey];
+  const body = inner?.body;
+  // A stream given by the app has no `source`; a string body that Deno turned
+  // into a stream (it does so when headers are set) keeps its source.
+  return body != null && body.length === null && body.source == null &&
+    !res.headers.has("content-length");
+}
+
+/** A response body that the caller can end cleanly at any time. */
+export interface EndableBody {
+  /** The stream to hand to Deno in place of the original body. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Ends the stream normally (the client sees a complete response) and
+   * cancels the original body so its producer can stop. */
+  end(): void;
+}
+
+/**
+ * Wraps `body` so that `end()` finishes the response normally, and calls
+ * `done` once when the stream is finished, ended or cancelled.
+ */
+export function endable(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+): EndableBody {
+  const reader = body.getReader();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let finished = false;
+  const finish = () => {
+    if (finished) return false;
+    finished = true;
+    done();
+    return true;
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      try {
+        const { done, value } = await reader.read();
+        if (finished) return;
+        if (done) {
+          finish();
+          c.close();
+        } else {
+          c.enqueue(value);
+        }
+      } catch (err) {
+        if (finish()) c.error(err);
+      }
+    },
+    cancel(reason) {
+      finish();
+      return reader.cancel(reason);
+    },
+  });
+  return {
+    stream,
+    end() {
+      if (!finish()) return;
+      controller.close();
+      reader.cancel("server shutting down").catch(() => {});
+    },
+  };
+}

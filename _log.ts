@@ -1,0 +1,58 @@
+/**
+ * Where progress lines go. Any object with `info`, `warn` and `error`
+ * methods taking a string works, so `console` itself is a valid logger.
+ */
+export interface Logger {
+  /** Normal progress: drain started, drain finished, hooks done. */
+  info(message: string): void;
+  /** Something was cut or skipped, but the process keeps its plan. */
+  warn(message: string): void;
+  /** A handler or hook failed, or the process is forced to exit. */
+  error(message: string): void;
+}
+
+const write = (message: string) => console.error(`[graceful] ${message}`);
+
+/** The default logger: one line per event on stderr, prefixed `[graceful]`. */
+export const stderrLogger: Logger = { info: write, warn: write, error: write };
+
+const nothing = () => {};
+/** A logger that drops everything (`logger: false`). */
+export const silentLogger: Logger = {
+  info: nothing,
+  warn: nothing,
+  error: nothing,
+};
+
+/** Resolves the `logger` option: `undefined` → stderr, `false` → silent. */
+export function resolveLogger(logger: Logger | false | undefined): Logger {
+  if (logger === undefined) return stderrLogger;
+  if (logger === false) return silentLogger;
+  for (const method of ["info", "warn", "error"] as const) {
+    if (typeof logger?.[method] !== "function") {
+      throw new TypeError(
+        `logger: expected false or an object with info(), warn() and error() methods, got ${
+          describe(logger)
+        }`,
+      );
+    }
+  }
+  return logger;
+}
+
+/** A short, readable rendering of a bad option value for error messages. */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "bigint") {
+    return String(value);
+  }
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === "function") return "a function";
+  if (Array.isArray(value)) return `an array (${JSON.stringify(value)})`;
+  return typeof value === "object" ? "an object" : String(value);
+}
+
+/** Milliseconds since `start`, rounded for log lines. */
+export function since(start: number): number {
+  return Math.round(performance.now() - start);
+}

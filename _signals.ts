@@ -1,0 +1,63 @@
+import { describe } from "./_log.ts";
+
+const os = Deno.build.os;
+
+/**
+ * Signals a shutdown may listen to, per OS, as measured on Deno 2.9.6.
+ * SIGUSR1 is left out on purpose: Deno opens the V8 inspector on it (or
+ * dies, early in start-up) whatever listeners are installed.
+ */
+const LISTENABLE: ReadonlySet<string> = new Set(
+  os === "windows"
+    ? ["SIGINT", "SIGBREAK", "SIGTERM", "SIGQUIT", "SIGHUP", "SIGWINCH"]
+    : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2", "SIGWINCH"],
+);
+
+/** The signals a shutdown listens to when none are given. */
+export function defaultSignals(): Deno.Signal[] {
+  return os === "windows"
+    ? ["SIGINT", "SIGBREAK", "SIGTERM"]
+    : ["SIGINT", "SIGTERM"];
+}
+
+/** Validates the `signals` option; throws a `TypeError` naming the value. */
+export function signalList(value: unknown): Deno.Signal[] {
+  if (value === undefined) return defaultSignals();
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `signals: expected an array of signal names, got ${describe(value)}`,
+    );
+  }
+  for (const name of value) {
+    if (name === "SIGUSR1") {
+      throw new TypeError(
+        `signals: "SIGUSR1" cannot be used: Deno opens its inspector on SIGUSR1`,
+      );
+    }
+    if (typeof name !== "string" || !LISTENABLE.has(name)) {
+      throw new TypeError(
+        `signals: ${
+          describe(name)
+        } is not a signal Deno can listen to on ${os}; use one of ${
+          [...LISTENABLE].join(", ")
+        }`,
+      );
+    }
+  }
+  return [...new Set(value as Deno.Signal[])];
+}
+
+const NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGTERM: 15,
+  SIGBREAK: 21,
+  SIGWINCH: 28,
+  SIGUSR2: os === "darwin" ? 31 : 12,
+};
+
+/** The exit status a shell reports for death by `signal`: 128 + its number. */
+export function signalExitCode(signal: Deno.Signal): number {
+  return 128 + (NUMBERS[signal] ?? 0);
+}

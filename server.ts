@@ -1,0 +1,369 @@
+/**
+ * `serve()`: `Deno.serve` with a graceful stop. On SIGINT/SIGTERM it stops
+ * accepting, lets in-flight requests finish (marking their responses
+ * `Connection: close`), cuts what is left at a deadline, runs cleanup hooks
+ * and exits.
+ *
+ * Run as a program (`deno run --allow-net server.ts [--port N] [--host H]`)
+ * it is the seed demo: `GET /` answers `hello world` after 3 s.
+ *
+ * @module
+ */
+import { describe, type Logger, resolveLogger, since } from "./_log.ts";
+import { duration, path } from "./_options.ts";
+import { timer } from "./_timer.ts";
+import {
+  type GracefulHandler,
+  type GracefulHandlerInfo,
+  Traffic,
+} from "./_traffic.ts";
+import {
+  type HookOptions,
+  Shutdown,
+  type ShutdownOptions,
+} from "./shutdown.ts";
+import type { Hook } from "./shutdown.ts";
+
+export type { GracefulHandler, GracefulHandlerInfo, Logger };
+
+/**
+ * Options for {@linkcode serve}: every `Deno.serve` TCP option, plus the
+ * drain settings. `signal` is a *graceful* trigger here: aborting it drains
+ * the server (Deno's own `signal` option would cut in-flight requests).
+ */
+export interface ServeOptions
+  extends Omit<Deno.ServeTcpOptions, "signal" | "handler">, ShutdownOptions {
+  /** Aborting it starts a graceful drain of this server (no hooks, no exit). */
+  signal?: AbortSignal;
+  /**
+   * Deadline for the drain, in ms from its start. Default 10 000. When it
+   * expires, handlers still running are answered 503 with
+   * `Connection: close`, open streaming bodies are ended, and the process
+   * exits with {@linkcode ExitCode.DeadlineExceeded}.
+   */
+  drainTimeout?: number;
+  /**
+   * Keep accepting for this long (ms) after the drain starts, with the
+   * health path at 503 and `Connection: close` on every response, before
+   * closing the listener. For load balancers that need time to notice (a
+   * Kubernetes endpoint removal). Default 0. Counts toward `drainTimeout`.
+   */
+  drainDelay?: number;
+  /** A path answered 200 `ok` while serving and 503 while draining. */
+  healthPath?: string;
+  /**
+   * The process lifecycle to join. Default: a new {@linkcode Shutdown} built
+   * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
+   * its signal listeners installed. Share one `Shutdown` between several
+   * servers in one process. `false`: no signal handling at all; call
+   * `server.shutdown()` yourself.
+   */
+  shutdown?: Shutdown | false;
+}
+
+/** How one server's drain went. */
+export interface DrainResult {
+  /** Why the drain started. */
+  reason: string;
+  /** Milliseconds from the start of the drain to `finished`. */
+  durationMs: number;
+  /** Requests and streams that completed during the drain. */
+  drained: number;
+  /** Requests answered 503 or streams ended at the deadline. */
+  cut: string[];
+  /** True if the deadline expired. */
+  forced: boolean;
+}
+
+/** A running server, as returned by {@linkcode serve}. */
+export interface GracefulServer extends AsyncDisposable {
+  /** The address the server listens on (the real port when given 0). */
+  readonly addr: Deno.NetAddr;
+  /** Resolves when the server has stopped and every response is written. */
+  readonly finished: Promise<void>;
+  /** True from the start of the drain. */
+  readonly draining: boolean;
+  /** Handlers running plus streaming bodies open. */
+  readonly inFlight: number;
+  /**
+   * Aborts when draining starts. Handlers also get it as `info.signal`: use
+   * it to end SSE streams and close WebSockets with a last message.
+   */
+  readonly signal: AbortSignal;
+  /** The process lifecycle this server joined, if any. */
+  readonly lifecycle: Shutdown | undefined;
+  /**
+   * Drains this server only: stops accepting (after `drainDelay`), waits
+   * for in-flight requests up to `drainTimeout`, then cuts the rest. Does
+   * not run hooks and does not exit. Idempotent.
+   */
+  shutdown(reason?: string): Promise<DrainResult>;
+  /**
+   * Registers a cleanup hook on the process lifecycle (see
+   * {@linkcode Shutdown.onShutdown}). Throws if the server has none.
+   */
+  onShutdown(fn: Hook, options?: HookOptions): () => void;
+  /** Keeps the process alive while the server runs (the default). */
+  ref(): void;
+  /** Lets the process exit even though the server still runs. */
+  unref(): void;
+}
+
+type Args =
+  | [GracefulHandler]
+  | [ServeOptions, GracefulHandler]
+  | [ServeOptions & { handler: GracefulHandler }];
+
+/** Time allowed for Deno to flush the 503s and ended streams after a cut. */
+const CUT_GRACE_MS = 1000;
+
+function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
+  const [first, second] = args;
+  if (typeof first === "function") return [{}, first];
+  if (first === null || typeof first !== "object") {
+    throw new TypeError(
+      `serve: expected options or a handler, got ${describe(first)}`,
+    );
+  }
+  const handler = second ?? (first as { handler?: GracefulHandler }).handler;
+  if (typeof handler !== "function") {
+    throw new TypeError(
+      `handler: expected a function, got ${describe(handler)}`,
+    );
+  }
+  return [first, handler];
+}
+
+/**
+ * Serves HTTP like `Deno.serve`, with a graceful stop on SIGINT/SIGTERM.
+ *
+ * While draining: the listener closes (new connections are refused), idle
+ * keep-alive connections are closed, in-flight requests finish and their
+ * responses carry `Connection: close`, WebSockets get Deno's 1001 close.
+ * At `drainTimeout`: pending handlers get 503, open streams are ended, the
+ * process exits with code 124. Then hooks run and the process exits 0 (or 1
+ * if a hook failed). A second signal exits at once with 128 + its number.
+ *
+ * It does not: end streams or WebSockets before the deadline by itself (use
+ * `info.signal`), retry anything for clients, or cover servers started with
+ * `Deno.serve` directly or by `deno serve`.
+ *
+ * @example A graceful hello server
+ * ```ts
+ * import { serve } from "@graceful/http";
+ *
+ * const server = serve({ port: 0, onListen() {} }, () => new Response("hello"));
+ * const res = await fetch(`http://localhost:${server.addr.port}/`);
+ * console.log(await res.text()); // "hello"
+ * await server.shutdown();
+ * ```
+ */
+export function serve(handler: GracefulHandler): GracefulServer;
+export function serve(
+  options: ServeOptions,
+  handler: GracefulHandler,
+): GracefulServer;
+export function serve(
+  options: ServeOptions & { handler: GracefulHandler },
+): GracefulServer;
+export function serve(...args: Args): GracefulServer {
+  const [options, handler] = parseArgs(args);
+  return new Server(options, handler);
+}
+
+class Server implements GracefulServer {
+  #drainTimeout: number;
+  #drainDelay: number;
+  #logger: Logger;
+  #controller = new AbortController();
+  #traffic: Traffic;
+  #http: Deno.HttpServer<Deno.NetAddr>;
+  #result: Promise<DrainResult> | undefined;
+  #ownsLifecycle: boolean;
+  readonly lifecycle: Shutdown | undefined;
+
+  constructor(options: ServeOptions, handler: GracefulHandler) {
+    this.#drainTimeout = duration(
+      "drainTimeout",
+      options.drainTimeout,
+      10_000,
+    );
+    this.#drainDelay = duration("drainDelay", options.drainDelay, 0);
+    if (this.#drainDelay > this.#drainTimeout) {
+      throw new TypeError(
+        `drainDelay: ${this.#drainDelay} ms is longer than drainTimeout (${this.#drainTimeout} ms)`,
+      );
+    }
+    const healthPath = path("healthPath", options.healthPath);
+    if (
+      options.signal !== undefined && !(options.signal instanceof AbortSignal)
+    ) {
+      throw new TypeError(
+        `signal: expected an AbortSignal, got ${describe(options.signal)}`,
+      );
+    }
+    const {
+      shutdown,
+      signals,
+      hooksTimeout,
+      exit,
+      logger,
+      drainTimeout: _t,
+      drainDelay: _d,
+      healthPath: _h,
+      signal,
+      ...denoOptions
+    } = options;
+    if (
+      shutdown !== undefined && shutdown !== false &&
+      !(shutdown instanceof Shutdown)
+    ) {
+      throw new TypeError(
+        `shutdown: expected a Shutdown or false, got ${describe(shutdown)}`,
+      );
+    }
+    this.#ownsLifecycle = shutdown === undefined;
+    this.lifecycle = shutdown === false
+      ? undefined
+      : shutdown ?? new Shutdown({ signals, hooksTimeout, exit, logger });
+    this.#logger = this.lifecycle?.logger ?? resolveLogger(logger);
+    this.#traffic = new Traffic({
+      handler,
+      onError: options.onError,
+      healthPath,
+      signal: this.#controller.signal,
+      logger: this.#logger,
+    });
+    try {
+      this.#http = Deno.serve(
+        denoOptions as Deno.ServeTcpOptions,
+        this.#traffic.handle,
+      );
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        const where = `${options.hostname ?? "0.0.0.0"}:${
+          options.port ?? 8000
+        }`;
+        throw new Deno.errors.AddrInUse(
+          `cannot listen on ${where}: address already in use`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    this.lifecycle?.addDrainer(({ reason, drainDelay }) =>
+      this.#drain(reason, drainDelay)
+    );
+    this.lifecycle?.listen();
+    signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
+      once: true,
+    });
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#http.addr;
+  }
+  get finished(): Promise<void> {
+    return this.#http.finished;
+  }
+  get draining(): boolean {
+    return this.#traffic.draining;
+  }
+  get inFlight(): number {
+    return this.#traffic.inFlight;
+  }
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  shutdown(reason = "shutdown() called"): Promise<DrainResult> {
+    const result = this.#drain(reason);
+    if (this.#ownsLifecycle && !this.lifecycle?.started) {
+      result.finally(() => this.lifecycle?.[Symbol.dispose]());
+    }
+    return result;
+  }
+
+  onShutdown(fn: Hook, options?: HookOptions): () => void {
+    if (!this.lifecycle) {
+      throw new TypeError(
+        "onShutdown: this server was created with shutdown: false",
+      );
+    }
+    return this.lifecycle.onShutdown(fn, options);
+  }
+
+  ref(): void {
+    this.#http.ref();
+  }
+  unref(): void {
+    this.#http.unref();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown("disposed");
+  }
+
+  #drain(reason: string, drainDelay?: number): Promise<DrainResult> {
+    this.#result ??= this.#runDrain(reason, drainDelay ?? this.#drainDelay);
+    return this.#result;
+  }
+
+  async #runDrain(reason: string, delay: number): Promise<DrainResult> {
+    const start = performance.now();
+    const where = `${this.addr.hostname}:${this.addr.port}`;
+    this.#traffic.draining = true;
+    this.#controller.abort(reason);
+    this.#logger.info(
+      `draining ${where} (${reason}): ${this.inFlight} in flight, deadline ${this.#drainTimeout} ms` +
+        (delay > 0 ? `, still accepting for ${delay} ms` : ""),
+    );
+    const deadline = timer(this.#drainTimeout, "deadline" as const);
+    if (delay > 0) {
+      const wait = timer(delay, "delay" as const);
+      await Promise.race([wait.promise, deadline.promise]);
+      wait.clear();
+    }
+    this.#http.shutdown();
+    let cut: string[] = [];
+    const forced =
+      await Promise.race([this.#http.finished, deadline.promise]) ===
+        "deadline";
+    deadline.clear();
+    if (forced) {
+      cut = this.#traffic.cut();
+      this.#logger.warn(
+        `deadline of ${this.#drainTimeout} ms reached on ${where}: cut ${cut.length} request(s)` +
+          cut.map((line) => `\n  ${line}`).join(""),
+      );
+      const grace = timer(CUT_GRACE_MS, false);
+      const flushed = await Promise.race([
+        this.#http.finished.then(() => true),
+        grace.promise,
+      ]);
+      grace.clear();
+      if (!flushed) {
+        this.#logger.error(
+          `${where} still had open responses ${CUT_GRACE_MS} ms after the cut; giving up on them`,
+        );
+      }
+    }
+    const result: DrainResult = {
+      reason,
+      durationMs: since(start),
+      drained: this.#traffic.drained,
+      cut,
+      forced,
+    };
+    this.#logger.info(
+      `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
+        (forced ? `, ${cut.length} cut at the deadline` : ""),
+    );
+    return result;
+  }
+}
+
+if (import.meta.main) {
+  // No top-level await: the demo imports this module, which must finish first.
+  import("./_demo.ts").then(({ main }) => main(Deno.args));
+}

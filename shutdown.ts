@@ -1,0 +1,351 @@
+/**
+ * The process-level half of graceful shutdown: one owner for the OS signal
+ * listeners, the drain participants (servers, queue consumers), the cleanup
+ * hooks and the exit code. Usable without any server.
+ *
+ * ```ts
+ * import { Shutdown } from "@graceful/http/shutdown";
+ *
+ * // A worker that only consumes a queue: stop taking jobs on SIGINT/SIGTERM,
+ * // finish the current one, close the connection, exit 0.
+ * const shutdown = new Shutdown({ exit: false });
+ * let current: Promise<void> = Promise.resolve();
+ * shutdown.addDrainer(() => current);
+ * shutdown.onShutdown(() => console.log("queue connection closed"));
+ * shutdown.listen();
+ * // while (!shutdown.signal.aborted) current = handle(await nextJob());
+ * shutdown[Symbol.dispose]();
+ * ```
+ *
+ * @module
+ */
+import { describe, type Logger, resolveLogger, since } from "./_log.ts";
+import { duration } from "./_options.ts";
+import { timer } from "./_timer.ts";
+import { defaultSignals, signalExitCode, signalList } from "./_signals.ts";
+
+export type { Logger } from "./_log.ts";
+export { defaultSignals };
+
+/**
+ * Exit codes of a process ended by {@linkcode Shutdown}. A second signal
+ * exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM),
+ * as a shell reports death by that signal.
+ *
+ * @example Reading the exit code
+ * ```ts
+ * import { ExitCode } from "@graceful/http/shutdown";
+ * console.log(ExitCode.DeadlineExceeded); // 124, like timeout(1)
+ * ```
+ */
+export const ExitCode = {
+  /** Everything drained and every hook succeeded. */
+  Ok: 0,
+  /** A cleanup hook threw, rejected or timed out. */
+  HookFailed: 1,
+  /** The drain deadline expired: some requests were answered 503 or cut. */
+  DeadlineExceeded: 124,
+} as const;
+
+/** Options for {@linkcode Shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * Signals that start the shutdown. Default: SIGINT and SIGTERM (SIGINT,
+   * SIGBREAK and SIGTERM on Windows). SIGUSR1 is refused: Deno opens its
+   * inspector on it. `[]` installs no listener.
+   */
+  signals?: Deno.Signal[];
+  /**
+   * Time for all cleanup hooks together, in ms, counted from the end of the
+   * drain. Default 5000. Each hook is also bounded by its own `timeout`.
+   */
+  hooksTimeout?: number;
+  /**
+   * Call `Deno.exit()` with the exit code when done. Default `true`. A second
+   * signal always exits at once, whatever this says.
+   */
+  exit?: boolean;
+  /** Where progress lines go; `false` silences them. Default: stderr. */
+  logger?: Logger | false;
+}
+
+/** Options for one cleanup hook. */
+export interface HookOptions {
+  /** Longest time the hook may take, in ms. Default: `hooksTimeout`. */
+  timeout?: number;
+  /** Name used in log lines. Default: the function's name, or `hook #n`. */
+  name?: string;
+}
+
+/**
+ * A cleanup hook. It receives a signal that aborts when its time is up, so
+ * it can give up cleanly.
+ */
+export type Hook = (signal: AbortSignal) => unknown;
+
+/** What a drain participant is told when the shutdown starts. */
+export interface DrainContext {
+  /** Why the shutdown started: a signal name, or the caller's reason. */
+  reason: string;
+  /**
+   * Overrides the participant's own pre-drain delay (ms), e.g. for a restart
+   * handoff. `undefined` keeps the participant's setting.
+   */
+  drainDelay?: number;
+}
+
+/**
+ * Something to wait for before the hooks run: a server draining, a consumer
+ * finishing its job. Resolve `{ forced: true }` if it hit its deadline.
+ */
+export type Drainer = (
+  context: DrainContext,
+) => Promise<void | { forced: boolean }>;
+
+/** How a shutdown ended. */
+export interface ShutdownResult {
+  /** Why it started. */
+  reason: string;
+  /** The process exit code it chose (see {@linkcode ExitCode}). */
+  exitCode: number;
+  /** Milliseconds from start to the end of the hooks. */
+  durationMs: number;
+  /** True if a drainer hit its deadline. */
+  forced: boolean;
+  /** Names of the hooks that threw, rejected or timed out. */
+  failedHooks: string[];
+}
+
+interface HookEntry {
+  fn: Hook;
+  name: string;
+  timeout: number | undefined;
+}
+
+/**
+ * Coordinates a graceful stop of the whole process: on the first signal it
+ * aborts {@linkcode Shutdown.signal}, waits for every drainer, runs the hooks
+ * in reverse order of registration, then exits with an
+ * {@linkcode ExitCode}. On a second signal it exits at once.
+ *
+ * It does not stop servers by itself: `serve()` registers each server as a
+ * drainer. It installs nothing until {@linkcode Shutdown.listen} is called,
+ * and removes its listeners when done or disposed.
+ *
+ * @example A shutdown with a hook, started by hand
+ * ```ts
+ * import { Shutdown } from "@graceful/http/shutdown";
+ * import assert from "node:assert/strict";
+ *
+ * const shutdown = new Shutdown({ exit: false, logger: false });
+ * const closed: string[] = [];
+ * shutdown.onShutdown(() => void closed.push("db"));
+ * shutdown.onShutdown(() => void closed.push("cache"));
+ * const result = await shutdown.start("test");
+ * assert.deepEqual(closed, ["cache", "db"]);
+ * assert.equal(result.exitCode, 0);
+ * ```
+ */
+export class Shutdown implements Disposable {
+  #controller = new AbortController();
+  #signals: Deno.Signal[];
+  #hooksTimeout: number;
+  #exit: boolean;
+  #logger: Logger;
+  #hooks: HookEntry[] = [];
+  #drainers = new Set<Drainer>();
+  #listening = new Map<Deno.Signal, () => void>();
+  #result: Promise<ShutdownResult> | undefined;
+
+  /** Creates a shutdown coordinator; installs nothing yet. */
+  constructor(options: ShutdownOptions = {}) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(
+        `options: expected an object, got ${describe(options)}`,
+      );
+    }
+    this.#signals = signalList(options.signals);
+    this.#hooksTimeout = duration("hooksTimeout", options.hooksTimeout, 5000);
+    if (options.exit !== undefined && typeof options.exit !== "boolean") {
+      throw new TypeError(
+        `exit: expected true or false, got ${describe(options.exit)}`,
+      );
+    }
+    this.#exit = options.exit ?? true;
+    this.#logger = resolveLogger(options.logger);
+  }
+
+  /** Aborts when the shutdown starts; its `reason` says why. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** True once the shutdown has started. */
+  get started(): boolean {
+    return this.#result !== undefined;
+  }
+
+  /** The logger this shutdown reports to. */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /**
+   * Installs the OS signal listeners. Idempotent. A listener suppresses the
+   * signal's default action until it is removed again.
+   */
+  listen(): this {
+    if (this.#result) return this;
+    for (const name of this.#signals) {
+      if (this.#listening.has(name)) continue;
+      const listener = () => this.#onSignal(name);
+      Deno.addSignalListener(name, listener);
+      this.#listening.set(name, listener);
+    }
+    return this;
+  }
+
+  /**
+   * Registers a cleanup hook, run after every drainer has finished, in
+   * reverse order of registration: what was opened first closes last. A hook
+   * that throws or runs out of time is reported; the others still run and
+   * the exit code becomes {@linkcode ExitCode.HookFailed}.
+   * Returns a function that unregisters the hook.
+   */
+  onShutdown(fn: Hook, options: HookOptions = {}): () => void {
+    if (typeof fn !== "function") {
+      throw new TypeError(
+        `onShutdown: expected a function, got ${describe(fn)}`,
+      );
+    }
+    const entry: HookEntry = {
+      fn,
+      name: options.name ?? (fn.name || `hook #${this.#hooks.length + 1}`),
+      timeout: options.timeout === undefined
+        ? undefined
+        : duration("timeout", options.timeout, 0),
+    };
+    this.#hooks.push(entry);
+    return () => {
+      const at = this.#hooks.indexOf(entry);
+      if (at >= 0) this.#hooks.splice(at, 1);
+    };
+  }
+
+  /**
+   * Registers something to wait for before the hooks run (a server, a
+   * consumer). Drainers run together. Returns a function that unregisters it.
+   */
+  addDrainer(drainer: Drainer): () => void {
+    this.#drainers.add(drainer);
+    return () => this.#drainers.delete(drainer);
+  }
+
+  /**
+   * Starts the shutdown (what a signal does): drain, hooks, then exit unless
+   * `exit: false`. Idempotent: later calls return the same promise.
+   */
+  start(
+    reason = "shutdown requested",
+    options: { drainDelay?: number } = {},
+  ): Promise<ShutdownResult> {
+    this.#result ??= this.#run(reason, options.drainDelay);
+    return this.#result;
+  }
+
+  /** Removes the signal listeners; the default signal actions come back. */
+  [Symbol.dispose](): void {
+    for (const [name, listener] of this.#listening) {
+      Deno.removeSignalListener(name, listener);
+    }
+    this.#listening.clear();
+  }
+
+  #onSignal(name: Deno.Signal) {
+    if (!this.#result) {
+      this.#logger.info(
+        `${name} received: shutting down gracefully (send ${name} again to exit at once)`,
+      );
+      this.start(name);
+      return;
+    }
+    const code = signalExitCode(name);
+    this.#logger.error(`second ${name}: exiting now with code ${code}`);
+    Deno.exit(code);
+  }
+
+  async #run(reason: string, drainDelay?: number): Promise<ShutdownResult> {
+    const start = performance.now();
+    this.#controller.abort(reason);
+    const outcomes = await Promise.allSettled(
+      [...this.#drainers].map((drain) => drain({ reason, drainDelay })),
+    );
+    let forced = false;
+    for (const outcome of outcomes) {
+      if (outcome.status === "rejected") {
+        forced = true;
+        this.#logger.error(`drain failed: ${outcome.reason}`);
+      } else if (outcome.value?.forced) {
+        forced = true;
+      }
+    }
+    const failedHooks = await this.#runHooks();
+    const exitCode = forced
+      ? ExitCode.DeadlineExceeded
+      : failedHooks.length > 0
+      ? ExitCode.HookFailed
+      : ExitCode.Ok;
+    const durationMs = since(start);
+    this.#logger.info(
+      `shutdown complete in ${durationMs} ms (${reason}), exit code ${exitCode}`,
+    );
+    this[Symbol.dispose]();
+    if (this.#exit) Deno.exit(exitCode);
+    return { reason, exitCode, durationMs, forced, failedHooks };
+  }
+
+  async #runHooks(): Promise<string[]> {
+    const failed: string[] = [];
+    const budgetEnd = performance.now() + this.#hooksTimeout;
+    for (const hook of [...this.#hooks].reverse()) {
+      const left = Math.max(0, budgetEnd - performance.now());
+      const limit = Math.min(hook.timeout ?? left, left);
+      if (limit <= 0) {
+        this.#logger.error(`hook "${hook.name}" skipped: hooksTimeout used up`);
+        failed.push(hook.name);
+        continue;
+      }
+      const problem = await runHook(hook, limit);
+      if (problem) {
+        this.#logger.error(`hook "${hook.name}" ${problem}`);
+        failed.push(hook.name);
+      }
+    }
+    return failed;
+  }
+}
+
+/** Runs one hook within `limit` ms; returns what went wrong, if anything. */
+async function runHook(
+  hook: HookEntry,
+  limit: number,
+): Promise<string | undefined> {
+  const controller = new AbortController();
+  const limitTimer = timer(limit, `timed out after ${Math.round(limit)} ms`);
+  limitTimer.promise.then(() =>
+    controller.abort(new DOMException("hook timed out", "TimeoutError"))
+  );
+  try {
+    return await Promise.race([
+      (async () => {
+        await hook.fn(controller.signal);
+        return undefined;
+      })(),
+      limitTimer.promise,
+    ]);
+  } catch (error) {
+    return `failed: ${error instanceof Error ? error.message : String(error)}`;
+  } finally {
+    limitTimer.clear();
+  }
+}

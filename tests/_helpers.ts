@@ -1,0 +1,274 @@
+/** Test helpers: real processes, real sockets, a raw HTTP/1.1 client. */
+import assert from "node:assert/strict";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A child process whose output is collected as it arrives. */
+export class Proc {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  #waiters: { test: () => boolean; resolve: () => void }[] = [];
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly started = performance.now();
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args,
+      env: { NO_COLOR: "1", ...env },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (
+      stream: ReadableStream<Uint8Array>,
+      key: "stdout" | "stderr",
+    ) => {
+      for await (const chunk of stream) {
+        this[key] += decoder.decode(chunk, { stream: true });
+        this.#check();
+      }
+    };
+    const done = Promise.all([
+      pump(this.child.stdout, "stdout"),
+      pump(this.child.stderr, "stderr"),
+    ]);
+    this.status = done.then(() => this.child.status).then((status) => {
+      this.#check(true);
+      return status;
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  /** Resolves when `pattern` appears in stdout+stderr; rejects if the process ends first or after `ms`. */
+  waitFor(pattern: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
+    const found = () => (this.stdout + "\n" + this.stderr).match(pattern);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`timed out waiting for ${pattern}\n${this.output()}`),
+          ),
+        ms,
+      );
+      const test = () => {
+        const m = found();
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+          return true;
+        }
+        return false;
+      };
+      if (test()) return;
+      this.#waiters.push({
+        test,
+        resolve: () => {
+          clearTimeout(timer);
+          reject(
+            new Error(`process ended before ${pattern}\n${this.output()}`),
+          );
+        },
+      });
+    });
+  }
+
+  #check(ended = false) {
+    this.#waiters = this.#waiters.filter((w) => {
+      if (w.test()) return false;
+      if (ended) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+
+  output(): string {
+    return `--- stdout\n${this.stdout}--- stderr\n${this.stderr}`;
+  }
+
+  kill(signal: Deno.Signal = "SIGTERM") {
+    try {
+      Deno.kill(this.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Ends the process if a test left it running, and waits for it. */
+  async [Symbol.asyncDispose]() {
+    this.kill("SIGKILL");
+    try {
+      this.child.stdin.close();
+    } catch {
+      // closed already
+    }
+    await this.status;
+  }
+}
+
+/** Starts the fixture app (or `script`) and waits for its listening line. */
+export async function start(
+  options: Record<string, unknown> = {},
+  script = new URL("./fixtures/app.ts", import.meta.url).pathname,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; port: number }> {
+  const proc = new Proc([
+    "run",
+    "--allow-net",
+    script,
+    ...(script.endsWith("app.ts") ? [JSON.stringify(options)] : []),
+    ...extraArgs,
+  ], env);
+  const m = await proc.waitFor(/listening on http:\/\/[^:]+:(\d+)\//);
+  return { proc, port: Number(m[1]) };
+}
+
+/** A parsed HTTP/1.1 response. */
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+/** One keep-alive HTTP/1.1 connection, driven by hand. */
+export class Conn {
+  #conn: Deno.TcpConn;
+  #buffer = new Uint8Array(0);
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+    this.#reader = conn.readable.getReader();
+  }
+
+  static async open(port: number): Promise<Conn> {
+    return new Conn(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async send(
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<void> {
+    const lines = [`GET ${path} HTTP/1.1`, "host: 127.0.0.1"];
+    for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+    await this.#conn.write(encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
+  }
+
+  async request(
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<RawResponse> {
+    await this.send(path, headers);
+    return await this.read();
+  }
+
+  /** Reads one whole response (content-length or chunked). */
+  async read(onChunk?: (text: string) => void): Promise<RawResponse> {
+    const head = await this.#until("\r\n\r\n");
+    const [statusLine, ...headerLines] = head.split("\r\n");
+    const headers = new Headers();
+    for (const line of headerLines) {
+      const at = line.indexOf(":");
+      headers.append(line.slice(0, at).trim(), line.slice(at + 1).trim());
+    }
+    const status = Number(statusLine.split(" ")[1]);
+    let body = "";
+    if (headers.get("transfer-encoding") === "chunked") {
+      while (true) {
+        const size = parseInt(await this.#until("\r\n"), 16);
+        const chunk = await this.#bytes(size + 2);
+        if (size === 0) break;
+        const text = decoder.decode(chunk.subarray(0, size));
+        onChunk?.(text);
+        body += text;
+      }
+    } else if (headers.has("content-length")) {
+      body = decoder.decode(
+        await this.#bytes(Number(headers.get("content-length"))),
+      );
+    }
+    return { status, headers, body };
+  }
+
+  /** Resolves true if the server closes the connection (EOF or reset). */
+  async closedByPeer(): Promise<boolean> {
+    try {
+      const { done } = await this.#reader.read();
+      return done;
+    } catch {
+      return true;
+    }
+  }
+
+  close() {
+    try {
+      this.#conn.close();
+    } catch {
+      // closed already
+    }
+  }
+
+  async #fill(): Promise<void> {
+    const { value, done } = await this.#reader.read();
+    if (done) throw new Error("connection closed by server");
+    const next = new Uint8Array(this.#buffer.length + value.length);
+    next.set(this.#buffer);
+    next.set(value, this.#buffer.length);
+    this.#buffer = next;
+  }
+
+  async #until(marker: string): Promise<string> {
+    while (true) {
+      const text = decoder.decode(this.#buffer);
+      const at = text.indexOf(marker);
+      if (at >= 0) {
+        const bytes = encoder.encode(text.slice(0, at + marker.length)).length;
+        this.#buffer = this.#buffer.subarray(bytes);
+        return text.slice(0, at);
+      }
+      await this.#fill();
+    }
+  }
+
+  async #bytes(n: number): Promise<Uint8Array> {
+    while (this.#buffer.length < n) await this.#fill();
+    const out = this.#buffer.subarray(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return out;
+  }
+}
+
+/** One request on a fresh connection that is closed afterwards. */
+export async function get(port: number, path = "/"): Promise<RawResponse> {
+  const conn = await Conn.open(port);
+  try {
+    return await conn.request(path, { connection: "close" });
+  } finally {
+    conn.close();
+  }
+}
+
+/** Asserts that a new TCP connection to `port` is refused. */
+export async function assertRefused(port: number): Promise<void> {
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+}
+
+/** Waits for exit; returns the status and ms since the given mark. */
+export async function exited(proc: Proc, since: number) {
+  const status = await proc.status;
+  return {
+    code: status.code,
+    signal: status.signal,
+    ms: performance.now() - since,
+  };
+}
