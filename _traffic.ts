@@ -35,15 +35,21 @@ export interface TrafficOptions {
   logger: Logger;
 }
 
-const closing = (status: number, text: string) =>
+/** True if the client asked to close: Deno then adds `Connection: close` itself. */
+const clientCloses = (request: Request) =>
+  request.headers.get("connection")?.toLowerCase().includes("close") ?? false;
+
+const closing = (request: Request, status: number, text: string) =>
   new Response(text, {
     status,
-    headers: { "connection": "close", "content-type": "text/plain" },
+    headers: clientCloses(request)
+      ? { "content-type": "text/plain" }
+      : { "connection": "close", "content-type": "text/plain" },
   });
 
 /** Sets `Connection: close`, copying the response if its headers are frozen. */
-function withClose(res: Response): Response {
-  if (res.status === 101) return res;
+function withClose(request: Request, res: Response): Response {
+  if (res.status === 101 || clientCloses(request)) return res;
   try {
     res.headers.set("connection", "close");
     return res;
@@ -93,7 +99,7 @@ export class Traffic {
     const { healthPath } = this.#options;
     if (healthPath !== undefined && pathOf(request.url) === healthPath) {
       return this.draining
-        ? closing(503, "draining\n")
+        ? closing(request, 503, "draining\n")
         : new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
     const work: Work = { request, start: performance.now() };
@@ -107,7 +113,7 @@ export class Traffic {
     }
     if (!(result instanceof Promise)) return this.#settle(work, result);
     const { promise, resolve } = Promise.withResolvers<Response>();
-    work.cut = () => resolve(closing(503, "server shutting down\n"));
+    work.cut = () => resolve(closing(request, 503, "server shutting down\n"));
     result.then(
       (res) => {
         if (this.#pending.has(work)) resolve(this.#settle(work, res));
@@ -164,7 +170,7 @@ export class Traffic {
 
   #settle(work: Work, res: Response): Response {
     this.#pending.delete(work);
-    if (this.draining) res = withClose(res);
+    if (this.draining) res = withClose(work.request, res);
     if (hasOpenEndedBody(res)) {
       res = this.#track(work, res);
     } else {

@@ -6,7 +6,7 @@
  * ```ts
  * import { serve } from "@graceful/http";
  *
- * const server = serve({ port: 0, onListen() {} }, async () => {
+ * const server = serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
  *   await new Promise((resolve) => setTimeout(resolve, 10));
  *   return new Response("hello world");
  * });

@@ -152,17 +152,50 @@ function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
  * ```ts
  * import { serve } from "@graceful/http";
  *
- * const server = serve({ port: 0, onListen() {} }, () => new Response("hello"));
- * const res = await fetch(`http://localhost:${server.addr.port}/`);
+ * const server = serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   () => new Response("hello"),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.addr.port}/`);
  * console.log(await res.text()); // "hello"
  * await server.shutdown();
  * ```
  */
 export function serve(handler: GracefulHandler): GracefulServer;
+/**
+ * Serves with options, like `Deno.serve(options, handler)`.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@graceful/http";
+ *
+ * const server = serve(
+ *   { hostname: "127.0.0.1", port: 0, drainTimeout: 5000, onListen() {} },
+ *   () => new Response("hello"),
+ * );
+ * await server.shutdown();
+ * ```
+ */
 export function serve(
   options: ServeOptions,
   handler: GracefulHandler,
 ): GracefulServer;
+/**
+ * Serves with the handler inside the options, like `Deno.serve({ handler })`.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@graceful/http";
+ *
+ * const server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onListen() {},
+ *   handler: () => new Response("hello"),
+ * });
+ * await server.shutdown();
+ * ```
+ */
 export function serve(
   options: ServeOptions & { handler: GracefulHandler },
 ): GracefulServer;
@@ -234,12 +267,16 @@ class Server implements GracefulServer {
       signal: this.#controller.signal,
       logger: this.#logger,
     });
+    // Listen for signals before listening for requests: once `onListen` has
+    // announced the port, a signal must already find its listener.
+    this.lifecycle?.listen();
     try {
       this.#http = Deno.serve(
         denoOptions as Deno.ServeTcpOptions,
         this.#traffic.handle,
       );
     } catch (error) {
+      if (this.#ownsLifecycle) this.lifecycle?.[Symbol.dispose]();
       if (error instanceof Deno.errors.AddrInUse) {
         const where = `${options.hostname ?? "0.0.0.0"}:${
           options.port ?? 8000
@@ -254,7 +291,6 @@ class Server implements GracefulServer {
     this.lifecycle?.addDrainer(({ reason, drainDelay }) =>
       this.#drain(reason, drainDelay)
     );
-    this.lifecycle?.listen();
     signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
       once: true,
     });
@@ -314,17 +350,28 @@ class Server implements GracefulServer {
     const where = `${this.addr.hostname}:${this.addr.port}`;
     this.#traffic.draining = true;
     this.#controller.abort(reason);
-    this.#logger.info(
-      `draining ${where} (${reason}): ${this.inFlight} in flight, deadline ${this.#drainTimeout} ms` +
-        (delay > 0 ? `, still accepting for ${delay} ms` : ""),
-    );
     const deadline = timer(this.#drainTimeout, "deadline" as const);
+    const announce = (extra: string) =>
+      this.#logger.info(
+        `draining ${where} (${reason}): ${this.inFlight} in flight, deadline ${this.#drainTimeout} ms${extra}`,
+      );
     if (delay > 0) {
+      announce(`, still accepting for ${delay} ms`);
       const wait = timer(delay, "delay" as const);
       await Promise.race([wait.promise, deadline.promise]);
       wait.clear();
     }
+    // One macrotask for handlers to act on the signal: a WebSocket closed in
+    // an abort listener sends its own close frame before Deno's 1001.
+    await timer(0, undefined).promise;
     this.#http.shutdown();
+    if (delay > 0) {
+      this.#logger.info(
+        `stopped accepting on ${where}: ${this.inFlight} in flight`,
+      );
+    } else {
+      announce("");
+    }
     let cut: string[] = [];
     const forced =
       await Promise.race([this.#http.finished, deadline.promise]) ===

@@ -4,6 +4,13 @@ import assert from "node:assert/strict";
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+const live = new Set<Proc>();
+// A request that fails while a test is not awaiting it yet surfaces as an
+// unhandled rejection: show what the child processes said, to explain it.
+globalThis.addEventListener("unhandledrejection", () => {
+  for (const proc of live) console.error(`pid ${proc.pid}:\n${proc.output()}`);
+});
+
 /** A child process whose output is collected as it arrives. */
 export class Proc {
   readonly child: Deno.ChildProcess;
@@ -21,6 +28,7 @@ export class Proc {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    live.add(this);
     const pump = async (
       stream: ReadableStream<Uint8Array>,
       key: "stdout" | "stderr",
@@ -35,6 +43,8 @@ export class Proc {
       pump(this.child.stderr, "stderr"),
     ]);
     this.status = done.then(() => this.child.status).then((status) => {
+      live.delete(this);
+      this.output = () => `${this.#output()}--- exit ${status.code}\n`;
       this.#check(true);
       return status;
     });
@@ -89,6 +99,10 @@ export class Proc {
   }
 
   output(): string {
+    return this.#output();
+  }
+
+  #output(): string {
     return `--- stdout\n${this.stdout}--- stderr\n${this.stderr}`;
   }
 
@@ -255,12 +269,25 @@ export async function get(port: number, path = "/"): Promise<RawResponse> {
   }
 }
 
-/** Asserts that a new TCP connection to `port` is refused. */
-export async function assertRefused(port: number): Promise<void> {
-  await assert.rejects(
-    Deno.connect({ hostname: "127.0.0.1", port }),
-    Deno.errors.ConnectionRefused,
-  );
+/**
+ * Asserts that new TCP connections to `port` are refused within `ms`.
+ * Deno closes the listener a moment after `shutdown()` returns and gives no
+ * event for it, so this polls (bounded) and returns how long it took.
+ */
+export async function assertRefused(port: number, ms = 1000): Promise<number> {
+  const start = performance.now();
+  while (true) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+    } catch (error) {
+      assert.ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+      return performance.now() - start;
+    }
+    const waited = performance.now() - start;
+    assert.ok(waited < ms, `port ${port} still accepted after ${waited} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** Waits for exit; returns the status and ms since the given mark. */

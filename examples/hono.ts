@@ -1,0 +1,20 @@
+/**
+ * A Hono app from npm, served gracefully: pass `app.fetch` as the handler.
+ *   deno run --allow-net examples/hono.ts [port]
+ */
+import { Hono } from "hono";
+import { serve } from "../mod.ts";
+
+const app = new Hono();
+app.get("/", (c) => c.text("hello from hono\n"));
+app.get("/slow", async (c) => {
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return c.text("slow hono\n");
+});
+
+serve({
+  hostname: "127.0.0.1",
+  port: Number(Deno.args[0] ?? 8000),
+  onListen: ({ hostname, port }) =>
+    console.log(`listening on http://${hostname}:${port}/`),
+}, app.fetch);

@@ -1,0 +1,18 @@
+/**
+ * A plain web-standard handler with a drain deadline and a health check.
+ *   deno run --allow-net examples/plain.ts [port]
+ */
+import { serve } from "../mod.ts";
+
+serve({
+  hostname: "127.0.0.1",
+  port: Number(Deno.args[0] ?? 8000),
+  drainTimeout: 5000,
+  healthPath: "/healthz",
+  onListen: ({ hostname, port }) =>
+    console.log(`listening on http://${hostname}:${port}/`),
+}, async (req) => {
+  const ms = Number(new URL(req.url).searchParams.get("ms") ?? 0);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return new Response(`hello after ${ms} ms\n`);
+});

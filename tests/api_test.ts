@@ -1,0 +1,214 @@
+/** In-process API tests: validation, idempotence, the graceful `signal`. */
+import assert from "node:assert/strict";
+import { serve, Shutdown } from "../mod.ts";
+import { exited, Proc } from "./_helpers.ts";
+
+const ok = () => new Response("ok");
+const quiet = {
+  port: 0,
+  hostname: "127.0.0.1",
+  onListen() {},
+  shutdown: false as const,
+};
+
+Deno.test("bad options throw a TypeError naming the option and the value", () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      { drainTimeout: -1 },
+      /^drainTimeout: expected a number of milliseconds ≥ 0, got -1$/,
+    ],
+    [{ drainTimeout: NaN }, /^drainTimeout: .* got NaN$/],
+    [{ drainTimeout: "10" }, /^drainTimeout: .* got "10"$/],
+    [{ drainDelay: Infinity }, /^drainDelay: .* got Infinity$/],
+    [
+      { drainDelay: 500, drainTimeout: 100 },
+      /^drainDelay: 500 ms is longer than drainTimeout \(100 ms\)$/,
+    ],
+    [{ hooksTimeout: -5 }, /^hooksTimeout: .* got -5$/],
+    [
+      { healthPath: "healthz" },
+      /^healthPath: expected a path starting with "\/", got "healthz"$/,
+    ],
+    [
+      { signals: ["SIGFOO"] },
+      /^signals: "SIGFOO" is not a signal Deno can listen to/,
+    ],
+    [
+      { signals: ["SIGUSR1"] },
+      /^signals: "SIGUSR1" cannot be used: Deno opens its inspector/,
+    ],
+    [
+      { signals: "SIGINT" },
+      /^signals: expected an array of signal names, got "SIGINT"$/,
+    ],
+    [
+      { logger: {} },
+      /^logger: expected false or an object with info\(\), warn\(\) and error\(\)/,
+    ],
+    [{ exit: "yes" }, /^exit: expected true or false, got "yes"$/],
+    [{ signal: "stop" }, /^signal: expected an AbortSignal, got "stop"$/],
+    [
+      { shutdown: {} },
+      /^shutdown: expected a Shutdown or false, got an object$/,
+    ],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(
+      () => serve({ ...quiet, shutdown: undefined, ...options }, ok),
+      (error: Error) =>
+        error instanceof TypeError && message.test(error.message),
+      JSON.stringify(options),
+    );
+  }
+  assert.throws(
+    () => serve(quiet, "nope" as never),
+    /TypeError: handler: expected a function, got "nope"$/,
+  );
+  assert.throws(
+    () => new Shutdown().onShutdown(() => {}, { timeout: -1 }),
+    /TypeError: timeout: expected a number of milliseconds ≥ 0, got -1$/,
+  );
+});
+
+Deno.test("port in use: the error names the address", () => {
+  const server = serve(quiet, ok);
+  try {
+    assert.throws(
+      () => serve({ ...quiet, port: server.addr.port }, ok),
+      (error: Error) =>
+        error instanceof Deno.errors.AddrInUse &&
+        error.message ===
+          `cannot listen on 127.0.0.1:${server.addr.port}: address already in use`,
+    );
+  } finally {
+    server.shutdown();
+  }
+});
+
+Deno.test("shutdown() is idempotent and aborts server.signal", async () => {
+  const server = serve(quiet, ok);
+  assert.equal(server.draining, false);
+  const first = server.shutdown("test");
+  assert.equal(server.shutdown("again"), first);
+  assert.equal(server.draining, true);
+  assert.equal(server.signal.aborted, true);
+  assert.equal(server.signal.reason, "test");
+  const result = await first;
+  assert.equal(result.forced, false);
+  assert.equal(result.reason, "test");
+  await server.finished;
+});
+
+Deno.test("the signal option drains gracefully: the in-flight request completes", async () => {
+  const controller = new AbortController();
+  const server = serve(
+    { ...quiet, logger: false, signal: controller.signal },
+    async () => {
+      await new Promise((r) => setTimeout(r, 200));
+      return new Response("finished");
+    },
+  );
+  const pending = fetch(`http://127.0.0.1:${server.addr.port}/`);
+  await new Promise((r) => setTimeout(r, 50));
+  controller.abort();
+  const res = await pending;
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "finished");
+  assert.equal(res.headers.get("connection"), "close");
+  await server.finished;
+  assert.equal(server.draining, true);
+});
+
+Deno.test("handlers get the drain signal as info.signal", async () => {
+  let seen: AbortSignal | undefined;
+  const server = serve({ ...quiet, logger: false }, (_req, info) => {
+    seen = info.signal;
+    return new Response("x");
+  });
+  await (await fetch(`http://127.0.0.1:${server.addr.port}/`)).text();
+  assert.equal(seen, server.signal);
+  await server.shutdown();
+});
+
+Deno.test("signal listeners: installed by serve(), removed after shutdown()", async () => {
+  // After a programmatic shutdown the default action of SIGINT is back: the
+  // process dies of it (status 130) instead of shutting down gracefully.
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const proc = new Proc([
+    "eval",
+    `import { serve } from ${JSON.stringify(mod)};
+     const server = serve({ port: 0, hostname: "127.0.0.1", logger: false, onListen() {} }, () => new Response());
+     await server.shutdown();
+     console.log("uninstalled");
+     setTimeout(() => console.log("still alive"), 5000);`,
+  ]);
+  await using _ = proc;
+  await proc.waitFor(/uninstalled/);
+  proc.kill("SIGINT");
+  const { signal } = await exited(proc, 0);
+  assert.equal(signal, "SIGINT");
+  assert.doesNotMatch(proc.stdout, /still alive/);
+});
+
+Deno.test("importing the module installs nothing: SIGINT still kills at once", async () => {
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const proc = new Proc([
+    "eval",
+    `await import(${
+      JSON.stringify(mod)
+    }); console.log("imported"); setTimeout(() => {}, 5000);`,
+  ]);
+  await using _ = proc;
+  await proc.waitFor(/imported/);
+  proc.kill("SIGINT");
+  assert.equal((await exited(proc, 0)).signal, "SIGINT");
+});
+
+Deno.test("Shutdown without a server: drainers, then hooks in reverse, result", async () => {
+  const shutdown = new Shutdown({ exit: false, logger: false, signals: [] });
+  const order: string[] = [];
+  shutdown.addDrainer(async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    order.push("drained");
+  });
+  shutdown.onShutdown(() => void order.push("first registered"));
+  shutdown.onShutdown(() => void order.push("last registered"));
+  const remove = shutdown.onShutdown(() => void order.push("removed"));
+  remove();
+  const result = await shutdown.start("manual");
+  assert.deepEqual(order, ["drained", "last registered", "first registered"]);
+  assert.equal(shutdown.signal.aborted, true);
+  assert.deepEqual(
+    {
+      code: result.exitCode,
+      forced: result.forced,
+      failed: result.failedHooks,
+    },
+    { code: 0, forced: false, failed: [] },
+  );
+});
+
+Deno.test("Shutdown: hooksTimeout bounds all hooks together; a hook's signal aborts at its limit", async () => {
+  const shutdown = new Shutdown({
+    exit: false,
+    logger: false,
+    signals: [],
+    hooksTimeout: 150,
+  });
+  let aborted = false;
+  shutdown.onShutdown(() => "never runs: budget used up", { name: "late" });
+  shutdown.onShutdown((signal) =>
+    new Promise((resolve) => {
+      signal.addEventListener("abort", () => {
+        aborted = true;
+        resolve(undefined);
+      });
+    }), { name: "slow" });
+  const started = performance.now();
+  const result = await shutdown.start();
+  const took = performance.now() - started;
+  assert.equal(aborted, true);
+  assert.deepEqual(result.failedHooks, ["slow", "late"]);
+  assert.equal(result.exitCode, 1);
+  assert.ok(took >= 140 && took < 1000, `took ${took} ms`);
+});
