@@ -11,10 +11,14 @@ export interface Logger {
   error(message: string): void;
 }
 
-const write = (message: string) => console.error(`[graceful] ${message}`);
+/** A logger writing one line per event to stderr, behind `[prefix]`. */
+export function stderrLoggerWith(prefix: string): Logger {
+  const write = (message: string) => console.error(`[${prefix}] ${message}`);
+  return { info: write, warn: write, error: write };
+}
 
 /** The default logger: one line per event on stderr, prefixed `[graceful]`. */
-export const stderrLogger: Logger = { info: write, warn: write, error: write };
+export const stderrLogger: Logger = stderrLoggerWith("graceful");
 
 const nothing = () => {};
 /** A logger that drops everything (`logger: false`). */

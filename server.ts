@@ -11,6 +11,7 @@
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { duration, path } from "./_options.ts";
+import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
 import {
   type GracefulHandler,
@@ -267,6 +268,10 @@ class Server implements GracefulServer {
       signal: this.#controller.signal,
       logger: this.#logger,
     });
+    const link = supervisor(this.#logger);
+    if (link && Deno.build.os === "linux") {
+      (denoOptions as Deno.ServeTcpOptions).reusePort = true;
+    }
     // Listen for signals before listening for requests: once `onListen` has
     // announced the port, a signal must already find its listener.
     this.lifecycle?.listen();
@@ -291,6 +296,12 @@ class Server implements GracefulServer {
     this.lifecycle?.addDrainer(({ reason, drainDelay }) =>
       this.#drain(reason, drainDelay)
     );
+    link?.ready({
+      drain: (reason, drainDelay) =>
+        this.lifecycle
+          ? this.lifecycle.start(reason, { drainDelay })
+          : this.#drain(reason, drainDelay),
+    });
     signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
       once: true,
     });

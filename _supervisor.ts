@@ -1,0 +1,362 @@
+/**
+ * The restart supervisor's state machine. It owns the worker list: which
+ * workers serve now, which are retiring. Every change to that list runs
+ * through one queue, so two generations never start at once.
+ */
+import { ControlServer } from "./_control.ts";
+import { type Logger, resolveLogger, since } from "./_log.ts";
+import { duration } from "./_options.ts";
+import { timer } from "./_timer.ts";
+import { Worker } from "./_worker.ts";
+
+/** Options for {@linkcode Supervisor}. */
+export interface SupervisorOptions {
+  /** The worker command, e.g. `["deno", "run", "-A", "--unstable-net", "server.ts"]`. */
+  command: string[];
+  /** How many workers share the port. Default 1. */
+  workers?: number;
+  /** How long (ms) a retiring worker answers with `Connection: close` before closing its listener. Default 1000. */
+  preDrain?: number;
+  /** How long (ms) a new worker may take to report ready. Default 30 000. */
+  readyTimeout?: number;
+  /** How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000. */
+  stopTimeout?: number;
+  /** First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100. */
+  crashBackoff?: number;
+  /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
+  logger?: Logger | false;
+}
+
+const MAX_BACKOFF = 30_000;
+const STABLE_AFTER = 60_000;
+
+function describeExit(status: Deno.CommandStatus): string {
+  return status.signal
+    ? `was killed by ${status.signal}`
+    : `exited with code ${status.code}`;
+}
+
+/** Why a new worker did not become ready. */
+export class NotReadyError extends Error {
+  override name = "NotReadyError";
+}
+
+/** Runs N workers of one command and replaces them without downtime. */
+export class Supervisor {
+  #command: string[];
+  #count: number;
+  #preDrain: number;
+  #readyTimeout: number;
+  #stopTimeout: number;
+  #initialBackoff: number;
+  #backoff: number;
+  #logger: Logger;
+  #control = new ControlServer();
+  #serving: Worker[] = [];
+  #retiring = new Set<Worker>();
+  #starting = new Set<Worker>();
+  #generation = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #queuedRestart: Promise<boolean> | undefined;
+  #stopping: Promise<void> | undefined;
+  #stopped = Promise.withResolvers<void>();
+  /** False where `reusePort` is unavailable: restarts stop, then start. */
+  readonly overlap: boolean = Deno.build.os === "linux";
+
+  constructor(options: SupervisorOptions) {
+    if (
+      !Array.isArray(options.command) || options.command.length === 0 ||
+      !options.command.every((part) => typeof part === "string")
+    ) {
+      this.#control[Symbol.dispose]();
+      throw new TypeError(
+        `command: expected a non-empty array of strings, got ${
+          JSON.stringify(options.command)
+        }`,
+      );
+    }
+    const workers = options.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1) {
+      this.#control[Symbol.dispose]();
+      throw new TypeError(
+        `workers: expected a whole number ≥ 1, got ${workers}`,
+      );
+    }
+    this.#command = options.command;
+    this.#count = workers;
+    this.#preDrain = duration("preDrain", options.preDrain, 1000);
+    this.#readyTimeout = duration("readyTimeout", options.readyTimeout, 30_000);
+    this.#stopTimeout = duration("stopTimeout", options.stopTimeout, 60_000);
+    this.#initialBackoff = duration("crashBackoff", options.crashBackoff, 100);
+    this.#backoff = this.#initialBackoff;
+    this.#logger = resolveLogger(options.logger);
+  }
+
+  /** Pids of the workers serving now (not the retiring ones). */
+  get pids(): number[] {
+    return this.#serving.map((w) => w.pid);
+  }
+
+  /** The generation serving now (1 after start, +1 per successful restart). */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Resolves once `stop()` has finished: every worker has exited. */
+  get stopped(): Promise<void> {
+    return this.#stopped.promise;
+  }
+
+  /** Starts the workers; rejects (with nothing left running) if one fails. */
+  start(): Promise<void> {
+    return this.#exclusive(async () => {
+      this.#generation = 1;
+      this.#logger.info(
+        `supervisor pid ${Deno.pid}: starting ${this.#count} worker(s): ${
+          this.#command.join(" ")
+        }`,
+      );
+      try {
+        for (let i = 0; i < this.#count; i++) {
+          this.#serve(await this.#spawnReady(1), i);
+        }
+      } catch (error) {
+        await Promise.all(this.#serving.map((w) => this.#killNow(w)));
+        this.#serving = [];
+        this.#control[Symbol.dispose]();
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Replaces every worker with a new generation, one at a time: start the
+   * new one, wait until it reports ready, then let the old one pre-drain and
+   * drain. If a new worker fails, it is stopped and the old keeps serving.
+   * Calls made while a restart runs are coalesced into one follow-up.
+   * Resolves true if every worker was replaced.
+   */
+  restart(reason = "restart requested"): Promise<boolean> {
+    if (this.#stopping) return Promise.resolve(false);
+    if (this.#queuedRestart) {
+      this.#logger.info(`${reason}: a restart is already queued, coalesced`);
+      return this.#queuedRestart;
+    }
+    const queued = this.#exclusive(() => {
+      this.#queuedRestart = undefined;
+      return this.#restart(reason);
+    });
+    this.#queuedRestart = queued;
+    return queued;
+  }
+
+  /**
+   * Stops gracefully: every worker drains and exits. Idempotent. Workers
+   * still running after `stopTimeout` are killed.
+   */
+  stop(reason = "stop requested"): Promise<void> {
+    this.#stopping ??= (async () => {
+      const all = [...this.#serving, ...this.#retiring];
+      this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
+      for (const w of this.#starting) w.kill("SIGTERM");
+      await Promise.all(all.map((w) => this.#retire(w, "stop")));
+      this.#serving = [];
+      await this.#queue.catch(() => {});
+      this.#control[Symbol.dispose]();
+      this.#logger.info("all workers stopped");
+      this.#stopped.resolve();
+    })();
+    return this.#stopping;
+  }
+
+  /** Kills every worker at once (SIGKILL). */
+  kill(): void {
+    for (const w of [...this.#serving, ...this.#retiring, ...this.#starting]) {
+      w.kill("SIGKILL");
+    }
+  }
+
+  /** Reads `net.ipv4.tcp_migrate_req`: "1", "0", or undefined if unknown. */
+  static migrateReq(): string | undefined {
+    const file = "/proc/sys/net/ipv4/tcp_migrate_req";
+    try {
+      return Deno.readTextFileSync(file).trim();
+    } catch {
+      // Deno wants --allow-all for /proc/sys; the supervisor can run `cat`.
+    }
+    try {
+      const out = new Deno.Command("cat", { args: [file], stderr: "null" })
+        .outputSync();
+      return out.success
+        ? new TextDecoder().decode(out.stdout).trim()
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #restart(reason: string): Promise<boolean> {
+    if (this.#stopping) return false;
+    const generation = this.#generation + 1;
+    const start = performance.now();
+    this.#logger.info(`${reason}: starting generation ${generation}`);
+    for (let i = 0; i < this.#serving.length; i++) {
+      if (this.#stopping) return false;
+      const old = this.#serving[i];
+      if (!this.overlap) await this.#retire(old, "stop");
+      let fresh: Worker;
+      try {
+        fresh = await this.#spawnReady(generation);
+      } catch (error) {
+        if (this.#stopping) return false;
+        this.#logger.error(
+          `generation ${generation} failed, rolled back: ${
+            (error as Error).message
+          }` +
+            (this.overlap
+              ? `; generation ${old.generation} keeps serving (pids ${
+                this.pids.join(", ")
+              })`
+              : "") +
+            `; waiting for the next restart signal`,
+        );
+        return false;
+      }
+      this.#serve(fresh, i);
+      if (this.overlap) this.#retire(old, "drain");
+    }
+    this.#generation = generation;
+    this.#logger.info(
+      `generation ${generation} serving in ${since(start)} ms (pids ${
+        this.pids.join(", ")
+      })`,
+    );
+    return true;
+  }
+
+  /** Spawns a worker and waits for its ready report. */
+  async #spawnReady(generation: number): Promise<Worker> {
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#command, generation, this.#control);
+    } catch (error) {
+      throw new NotReadyError(
+        `cannot start ${JSON.stringify(this.#command[0])}: ${
+          (error as Error).message
+        }`,
+      );
+    }
+    this.#starting.add(worker);
+    const limit = timer(this.#readyTimeout, "timeout" as const);
+    const outcome = await Promise.race([
+      worker.ready.then(() => "ready" as const),
+      worker.exited,
+      limit.promise,
+    ]);
+    limit.clear();
+    this.#starting.delete(worker);
+    if (outcome === "ready" && this.#stopping) {
+      await this.#retire(worker, "stop");
+      throw new NotReadyError("stopping");
+    }
+    if (outcome === "ready") {
+      this.#logger.info(
+        `worker pid ${worker.pid} (generation ${generation}) ready in ${
+          since(worker.started)
+        } ms`,
+      );
+      return worker;
+    }
+    const why = outcome === "timeout"
+      ? `worker pid ${worker.pid} not ready within ${this.#readyTimeout} ms (it must serve() with --allow-env and --unstable-net)`
+      : `worker pid ${worker.pid} ${describeExit(outcome)} before it was ready`;
+    await this.#killNow(worker);
+    const lines = worker.lastLines;
+    throw new NotReadyError(
+      why +
+        (lines.length
+          ? `; its last stderr lines:\n  ${lines.join("\n  ")}`
+          : ""),
+    );
+  }
+
+  #serve(worker: Worker, index: number) {
+    this.#serving[index] = worker;
+    worker.exited.then((status) => this.#onExit(worker, status));
+  }
+
+  #onExit(worker: Worker, status: Deno.CommandStatus) {
+    if (worker.retiring || this.#stopping) return;
+    const index = this.#serving.indexOf(worker);
+    if (index < 0) return;
+    const uptime = performance.now() - worker.started;
+    if (uptime >= STABLE_AFTER) this.#backoff = this.#initialBackoff;
+    const delay = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF);
+    this.#logger.error(
+      `worker pid ${worker.pid} (generation ${worker.generation}) ${
+        describeExit(status)
+      } after ${Math.round(uptime)} ms: crashed; replacing it in ${delay} ms`,
+    );
+    this.#exclusive(async () => {
+      await timer(delay, undefined).promise;
+      if (this.#stopping || this.#serving[index] !== worker) return;
+      try {
+        this.#serve(await this.#spawnReady(this.#generation), index);
+      } catch (error) {
+        if (this.#stopping) return;
+        this.#logger.error(`replacement failed: ${(error as Error).message}`);
+        this.#onExit(worker, status);
+      }
+    });
+  }
+
+  /** Asks a worker to drain (restart) or stop; kills it after stopTimeout. */
+  async #retire(worker: Worker, how: "drain" | "stop"): Promise<void> {
+    this.#retiring.add(worker);
+    const first = !worker.retiring;
+    worker.retiring = true;
+    if (first) {
+      const start = performance.now();
+      if (worker.link) {
+        worker.link.send(how === "drain" ? `drain ${this.#preDrain}` : "stop");
+        this.#logger.info(
+          how === "drain"
+            ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain ${this.#preDrain} ms, then drain`
+            : `worker pid ${worker.pid}: stop`,
+        );
+      } else {
+        worker.kill("SIGTERM");
+      }
+      worker.exited.then((status) => {
+        this.#retiring.delete(worker);
+        this.#logger.info(
+          `worker pid ${worker.pid} (generation ${worker.generation}) ${
+            describeExit(status)
+          } after ${since(start)} ms of draining`,
+        );
+      });
+    }
+    const limit = timer(this.#stopTimeout, "timeout" as const);
+    const outcome = await Promise.race([worker.exited, limit.promise]);
+    limit.clear();
+    if (outcome === "timeout") {
+      this.#logger.error(
+        `worker pid ${worker.pid} still running ${this.#stopTimeout} ms after ${how}: killing it`,
+      );
+      await this.#killNow(worker);
+    }
+  }
+
+  async #killNow(worker: Worker) {
+    worker.retiring = true;
+    worker.kill("SIGKILL");
+    await worker.exited;
+  }
+}
