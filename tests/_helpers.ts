@@ -20,9 +20,15 @@ export class Proc {
   readonly status: Promise<Deno.CommandStatus>;
   readonly started = performance.now();
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args,
+  /** Runs `deno ARGS`, behind `prefix` (e.g. `ip netns exec NS`) if given. */
+  constructor(
+    args: string[],
+    env: Record<string, string> = {},
+    prefix: string[] = [],
+  ) {
+    const [command, ...before] = [...prefix, Deno.execPath()];
+    this.child = new Deno.Command(command, {
+      args: [...before, ...args],
       env: { NO_COLOR: "1", ...env },
       stdin: "piped",
       stdout: "piped",
@@ -162,8 +168,8 @@ export class Conn {
     this.#reader = conn.readable.getReader();
   }
 
-  static async open(port: number): Promise<Conn> {
-    return new Conn(await Deno.connect({ hostname: "127.0.0.1", port }));
+  static async open(port: number, hostname = "127.0.0.1"): Promise<Conn> {
+    return new Conn(await Deno.connect({ hostname, port }));
   }
 
   async send(
@@ -298,4 +304,59 @@ export async function exited(proc: Proc, since: number) {
     signal: status.signal,
     ms: performance.now() - since,
   };
+}
+
+/** A network namespace of the test's own, with `tcp_migrate_req` set. */
+export interface Netns extends AsyncDisposable {
+  /** Prepend to a command to run it inside the namespace. */
+  prefix: string[];
+}
+
+let nsCount = 0;
+
+async function run(cmd: string[]): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates a network namespace with loopback up and
+ * `net.ipv4.tcp_migrate_req=1`, so queued connections move to a sibling
+ * listener instead of being reset, without touching the host's setting.
+ * Needs root and `ip` (iproute2); returns undefined where they are missing.
+ */
+export async function netns(migrateReq = 1): Promise<Netns | undefined> {
+  const name = `graceful-${Deno.pid}-${++nsCount}`;
+  if (!(await run(["ip", "netns", "add", name]))) return undefined;
+  const prefix = ["ip", "netns", "exec", name];
+  const ok = await run([...prefix, "ip", "link", "set", "lo", "up"]) &&
+    await run([
+      ...prefix,
+      "sysctl",
+      "-q",
+      "-w",
+      `net.ipv4.tcp_migrate_req=${migrateReq}`,
+    ]);
+  const dispose = async () => void (await run(["ip", "netns", "del", name]));
+  if (!ok) {
+    await dispose();
+    return undefined;
+  }
+  return { prefix, [Symbol.asyncDispose]: dispose };
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
 }

@@ -1,0 +1,437 @@
+/** The restart supervisor, with real processes, signals and load. */
+import assert from "node:assert/strict";
+import { Conn, exited, freePort, get, netns, Proc } from "./_helpers.ts";
+
+const here = (path: string) => new URL(path, import.meta.url).pathname;
+const RESTART = here("../restart.ts");
+const APP = here("./fixtures/app.ts");
+const LOAD = here("./fixtures/load.ts");
+const SUPERVISOR_FLAGS = [
+  "run",
+  "--allow-run",
+  "--allow-net=127.0.0.1",
+  "--allow-read",
+  "--allow-env",
+];
+const WORKER = [
+  Deno.execPath(),
+  "run",
+  "--allow-net",
+  "--allow-env",
+  "--unstable-net",
+];
+
+interface SupervisorRun {
+  proc: Proc;
+  port: number;
+}
+
+/** Starts the supervisor over the fixture app and waits for N ready workers. */
+async function supervise(
+  {
+    port = freePort(),
+    flags = [],
+    app = {},
+    workers = 1,
+    prefix = [],
+    command,
+  }: {
+    port?: number;
+    flags?: string[];
+    app?: Record<string, unknown>;
+    workers?: number;
+    prefix?: string[];
+    command?: string[];
+  } = {},
+): Promise<SupervisorRun> {
+  const proc = new Proc(
+    [
+      ...SUPERVISOR_FLAGS,
+      RESTART,
+      ...flags,
+      ...(workers > 1 ? ["--workers", String(workers)] : []),
+      "--",
+      ...(command ?? [...WORKER, APP, JSON.stringify({ port, ...app })]),
+    ],
+    {},
+    prefix,
+  );
+  await proc.waitFor(
+    new RegExp(`(generation 1\\) ready[\\s\\S]*){${workers}}`),
+  );
+  return { proc, port };
+}
+
+/** The pids a `generation N serving … (pids …)` line names. */
+async function servingPids(proc: Proc, generation: number): Promise<string[]> {
+  const m = await proc.waitFor(
+    new RegExp(
+      `generation ${generation} serving in \\d+ ms \\(pids ([\\d, ]+)\\)`,
+    ),
+  );
+  return m[1].split(", ");
+}
+
+function readyPids(proc: Proc): string[] {
+  return [...proc.stderr.matchAll(/worker pid (\d+) \(generation \d+\) ready/g)]
+    .map((m) => m[1]);
+}
+
+interface LoadResult {
+  sent: number;
+  ok: number;
+  failures: Record<string, number>;
+  samples: string[];
+  pids: [string, number, number, number][];
+}
+
+async function restartsUnderLoad(mode: "keepalive" | "new", prefix: string[]) {
+  const port = prefix.length ? 18080 : freePort();
+  const { proc } = await supervise({ port, prefix });
+  await using _ = proc;
+  const load = new Proc(
+    [
+      "run",
+      "--allow-net",
+      LOAD,
+      JSON.stringify({
+        port,
+        rate: 1000,
+        duration: 15_000,
+        mode,
+        connections: 10,
+      }),
+    ],
+    {},
+    prefix,
+  );
+  await using __ = load;
+  await load.waitFor(/load running/);
+  let pids: string[] = [];
+  for (let generation = 2; generation <= 6; generation++) {
+    proc.kill("SIGHUP");
+    pids = await servingPids(proc, generation);
+    await proc.waitFor(
+      new RegExp(`\\(generation ${generation - 1}\\) exited with code 0 after`),
+    );
+  }
+  load.kill("SIGTERM");
+  assert.equal((await load.status).code, 0, load.output());
+  const result: LoadResult = JSON.parse(load.stdout.trim().split("\n").pop()!);
+  assert.deepEqual(
+    result.failures,
+    {},
+    `${mode}: ${result.samples.join("\n")}`,
+  );
+  assert.ok(result.ok > 3000, `only ${result.ok} requests answered`);
+  assert.equal(result.ok, result.sent);
+  // Six generations answered, in order, and the last answers came from the newest.
+  assert.equal(result.pids.length, 6, JSON.stringify(result.pids));
+  assert.equal(result.pids.at(-1)![0], pids[0]);
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+}
+
+const ns = await netns();
+const nsAvailable = ns !== undefined;
+await ns?.[Symbol.asyncDispose]();
+
+Deno.test("restart under 1000 req/s, keep-alive client, 5 restarts: 0 failures", async () => {
+  await using ns = await netns();
+  await restartsUnderLoad("keepalive", ns?.prefix ?? []);
+});
+
+Deno.test({
+  name:
+    "restart under 1000 req/s, a new connection per request, 5 restarts: 0 failures (tcp_migrate_req=1)",
+  ignore: !nsAvailable,
+  async fn() {
+    await using ns = await netns();
+    await restartsUnderLoad("new", ns!.prefix);
+  },
+});
+
+Deno.test("restart: a 3 s request in flight completes with 200 from the old worker", async () => {
+  const { proc, port } = await supervise();
+  await using _ = proc;
+  const [oldPid] = readyPids(proc);
+  const conn = await Conn.open(port);
+  const pending = conn.request("/slow?ms=3000");
+  await new Promise((r) => setTimeout(r, 200));
+  proc.kill("SIGHUP");
+  const [newPid] = await servingPids(proc, 2);
+  assert.notEqual(newPid, oldPid);
+  // After its pre-drain the old worker stops accepting: new requests go to the new one.
+  await proc.waitFor(/stopped accepting on/);
+  assert.match((await get(port)).body, new RegExp(`ok ${newPid}`));
+  const res = await pending;
+  conn.close();
+  assert.equal(res.status, 200);
+  assert.equal(res.body, `slow done ${oldPid}\n`);
+  await proc.waitFor(
+    new RegExp(`worker pid ${oldPid} \\(generation 1\\) exited with code 0`),
+  );
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+});
+
+Deno.test("rollback: a syntax error in the new code keeps the old generation serving", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/app.ts`;
+  const port = freePort();
+  const good = `import { serve } from ${JSON.stringify(here("../server.ts"))};
+serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () => new Response("v1 " + Deno.pid));`;
+  await Deno.writeTextFile(file, good);
+  const { proc } = await supervise({ port, command: [...WORKER, file] });
+  await using _ = proc;
+  try {
+    const [oldPid] = readyPids(proc);
+    await Deno.writeTextFile(file, good.replace("v1", "v2") + "\nconst = ;\n");
+    proc.kill("SIGHUP");
+    await proc.waitFor(
+      /generation 2 failed, rolled back: worker pid \d+ exited with code 1 before it was ready; its last stderr lines:/,
+    );
+    assert.match(proc.stderr, /generation 1 keeps serving/);
+    assert.equal((await get(port)).body, `v1 ${oldPid}`);
+    await Deno.writeTextFile(file, good.replace("v1", "v2"));
+    proc.kill("SIGHUP");
+    const [newPid] = await servingPids(proc, 2);
+    assert.equal((await get(port)).body, `v2 ${newPid}`);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.status).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rollback: a worker that never becomes ready is killed after --ready-timeout", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/app.ts`;
+  const port = freePort();
+  const good = `import { serve } from ${JSON.stringify(here("../server.ts"))};
+serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () => new Response("v1 " + Deno.pid));`;
+  await Deno.writeTextFile(file, good);
+  const { proc } = await supervise({
+    port,
+    command: [...WORKER, file],
+    flags: ["--ready-timeout", "800"],
+  });
+  await using _ = proc;
+  try {
+    const [oldPid] = readyPids(proc);
+    await Deno.writeTextFile(
+      file,
+      `setInterval(() => {}, 1000); console.error("stuck connecting to the database");`,
+    );
+    proc.kill("SIGHUP");
+    const m = await proc.waitFor(
+      /generation 2 failed, rolled back: worker pid (\d+) not ready within 800 ms[^\n]*; its last stderr lines:\n {2}stuck connecting to the database/,
+    );
+    assert.deepEqual(
+      await survivors([Number(m[1])]),
+      [],
+      "the stuck worker was killed",
+    );
+    assert.equal((await get(port)).body, `v1 ${oldPid}`);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.status).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("signal storm: SIGHUPs during a restart coalesce into one follow-up restart", async () => {
+  const { proc, port } = await supervise({ app: { startDelay: 400 } });
+  await using _ = proc;
+  proc.kill("SIGHUP");
+  await proc.waitFor(/SIGHUP received: starting generation 2/);
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    proc.kill("SIGHUP");
+  }
+  const [pid] = await servingPids(proc, 3);
+  await proc.waitFor(/\(generation 2\) exited with code 0/);
+  assert.equal(
+    (proc.stderr.match(/a restart is already queued, coalesced/g) ?? []).length,
+    2,
+  );
+  assert.equal(
+    (proc.stderr.match(/starting generation/g) ?? []).length,
+    2,
+    proc.stderr,
+  );
+  assert.match((await get(port)).body, new RegExp(`ok ${pid}`));
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+  assert.doesNotMatch(proc.stderr, /generation 4/);
+});
+
+Deno.test("crash: a worker that dies is replaced, with the crash logged", async () => {
+  const { proc, port } = await supervise();
+  await using _ = proc;
+  const [pid] = readyPids(proc);
+  Deno.kill(Number(pid), "SIGKILL");
+  await proc.waitFor(
+    new RegExp(
+      `worker pid ${pid} \\(generation 1\\) was killed by SIGKILL after \\d+ ms: crashed; replacing it in 100 ms`,
+    ),
+  );
+  await proc.waitFor(/(generation 1\) ready[\s\S]*){2}/);
+  const replacement = readyPids(proc)[1];
+  assert.equal((await get(port)).body, `ok ${replacement}\n`);
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+});
+
+Deno.test("stop: SIGTERM drains the workers, the in-flight request completes, exit 0", async () => {
+  const { proc, port } = await supervise({ workers: 2 });
+  await using _ = proc;
+  const pids = readyPids(proc);
+  const conn = await Conn.open(port);
+  const pending = conn.request("/slow?ms=500");
+  await new Promise((r) => setTimeout(r, 100));
+  proc.kill("SIGTERM");
+  const res = await pending;
+  conn.close();
+  assert.equal(res.status, 200);
+  const { code } = await exited(proc, 0);
+  assert.equal(code, 0);
+  assert.match(proc.stderr, /all workers stopped/);
+  assert.deepEqual(await survivors(pids.map(Number), 0), []);
+});
+
+Deno.test("stop: a second SIGINT kills the workers and exits 130", async () => {
+  const { proc, port } = await supervise();
+  await using _ = proc;
+  const [pid] = readyPids(proc);
+  const conn = await Conn.open(port);
+  conn.send("/slow?ms=10000");
+  await new Promise((r) => setTimeout(r, 100));
+  Deno.kill(proc.pid, "SIGINT");
+  await proc.waitFor(/SIGINT received: stopping/);
+  Deno.kill(proc.pid, "SIGINT");
+  assert.equal((await proc.status).code, 130);
+  conn.close();
+  assert.deepEqual(await survivors([Number(pid)]), []);
+});
+
+Deno.test("SIGKILL to the supervisor: workers notice, drain and exit; the port is freed", async () => {
+  const { proc, port } = await supervise({ workers: 2 });
+  const pids = readyPids(proc).map(Number);
+  proc.kill("SIGKILL");
+  await proc.status;
+  assert.deepEqual(await survivors(pids), [], "no orphan worker");
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+  await proc[Symbol.asyncDispose]();
+});
+
+/**
+ * Pids still alive after up to `ms`. They are not this process's children,
+ * so no exit event reaches it: poll, bounded. A zombie counts as dead.
+ */
+async function survivors(pids: number[], ms = 5000): Promise<number[]> {
+  const alive = (pid: number) => {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      return stat.split(") ")[1]?.[0] !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  const deadline = performance.now() + ms;
+  while (pids.some(alive) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return pids.filter(alive);
+}
+
+Deno.test("--workers 2: both serve; a restart replaces them one by one", async () => {
+  const { proc, port } = await supervise({ workers: 2 });
+  await using _ = proc;
+  const before = readyPids(proc);
+  assert.equal(new Set(before).size, 2);
+  proc.kill("SIGHUP");
+  const after = await servingPids(proc, 2);
+  assert.equal(after.length, 2);
+  assert.ok(after.every((pid) => !before.includes(pid)));
+  // One by one: the first old worker was told to drain before the second new one was ready.
+  const log = proc.stderr;
+  const firstDrain = log.indexOf(
+    `worker pid ${before[0]} (generation 1): pre-drain`,
+  );
+  const secondReady = log.indexOf(
+    `worker pid ${after[1]} (generation 2) ready`,
+  );
+  assert.ok(firstDrain > 0 && firstDrain < secondReady, log);
+  for (const pid of before) {
+    await proc.waitFor(
+      new RegExp(`worker pid ${pid} \\(generation 1\\) exited with code 0`),
+    );
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < 40 && seen.size < 2; i++) {
+    seen.add((await get(port)).body.trim().split(" ")[1]);
+  }
+  assert.deepEqual([...seen].sort(), [...after].sort());
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+});
+
+Deno.test("--watch: a file change restarts gracefully", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { proc } = await supervise({ flags: [`--watch=${dir}`] });
+    await using _ = proc;
+    await proc.waitFor(/watching/);
+    await Deno.writeTextFile(`${dir}/changed.ts`, "export {};\n");
+    await servingPids(proc, 2);
+    assert.match(proc.stderr, /changed: .*changed\.ts: starting generation 2/);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.status).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bad input: one clear line, non-zero exit, nothing left running", async () => {
+  const cases: [string[], number, RegExp][] = [
+    [[], 2, /^restart\.ts: no command to run: put it after --/],
+    [
+      ["--frobnicate", "--", "deno"],
+      2,
+      /^restart\.ts: unknown option "--frobnicate"/,
+    ],
+    [
+      ["--workers", "0", "--", "deno"],
+      2,
+      /^restart\.ts: --workers: expected a whole number ≥ 1, got "0"/,
+    ],
+    [
+      ["--", "/nonexistent/server"],
+      1,
+      /^\[supervisor\] supervisor: cannot start "\/nonexistent\/server": .*No such file/m,
+    ],
+    [
+      [
+        "--",
+        Deno.execPath(),
+        "run",
+        "--allow-net",
+        "--allow-env",
+        APP,
+        JSON.stringify({ port: freePort() }),
+      ],
+      1,
+      /reusePort is off: add --unstable-net[\s\S]*\[supervisor\] supervisor: worker pid \d+ exited with code 78 before it was ready/,
+    ],
+  ];
+  for (const [args, code, message] of cases) {
+    const proc = new Proc([...SUPERVISOR_FLAGS, RESTART, ...args]);
+    await using _ = proc;
+    assert.equal((await proc.status).code, code, proc.output());
+    assert.match(proc.stderr, message);
+  }
+});
