@@ -11,6 +11,7 @@
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { duration, path } from "./_options.ts";
+import { detachListeners, isDetachError } from "./_detach.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
 import {
@@ -115,6 +116,9 @@ type Args =
   | [ServeOptions, GracefulHandler]
   | [ServeOptions & { handler: GracefulHandler }];
 
+/** After detaching the listener, time for accepted connections to send a request. */
+const DETACH_SETTLE_MS = 200;
+
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
 
@@ -214,6 +218,9 @@ class Server implements GracefulServer {
   #http: Deno.HttpServer<Deno.NetAddr>;
   #result: Promise<DrainResult> | undefined;
   #ownsLifecycle: boolean;
+  #detached = false;
+  #closed = Promise.withResolvers<void>();
+  #finished: Promise<void>;
   readonly lifecycle: Shutdown | undefined;
 
   constructor(options: ServeOptions, handler: GracefulHandler) {
@@ -293,6 +300,12 @@ class Server implements GracefulServer {
       }
       throw error;
     }
+    // A detached listener makes Deno's accept loop fail with EINVAL, which
+    // rejects `finished` early; the server is done when shutdown() resolves.
+    this.#finished = this.#http.finished.catch(async (error) => {
+      if (!this.#detached || !isDetachError(error)) throw error;
+      await this.#closed.promise;
+    });
     this.lifecycle?.addDrainer(({ reason, drainDelay }) =>
       this.#drain(reason, drainDelay)
     );
@@ -311,7 +324,7 @@ class Server implements GracefulServer {
     return this.#http.addr;
   }
   get finished(): Promise<void> {
-    return this.#http.finished;
+    return this.#finished;
   }
   get draining(): boolean {
     return this.#traffic.draining;
@@ -372,10 +385,21 @@ class Server implements GracefulServer {
       await Promise.race([wait.promise, deadline.promise]);
       wait.clear();
     }
+    if (delay > 0 && detachListeners(this.addr.port) > 0) {
+      this.#detached = true;
+      // The listener left the port's group: connections it accepted get a
+      // moment to deliver their request before Deno's drain closes idle ones.
+      this.#logger.info(
+        `detached the listener on ${where}: new connections go elsewhere`,
+      );
+      const settle = timer(DETACH_SETTLE_MS, undefined);
+      await Promise.race([settle.promise, deadline.promise]);
+      settle.clear();
+    }
     // One macrotask for handlers to act on the signal: a WebSocket closed in
     // an abort listener sends its own close frame before Deno's 1001.
     await timer(0, undefined).promise;
-    this.#http.shutdown();
+    this.#http.shutdown().then(this.#closed.resolve, this.#closed.reject);
     if (delay > 0) {
       this.#logger.info(
         `stopped accepting on ${where}: ${this.inFlight} in flight`,
@@ -384,9 +408,8 @@ class Server implements GracefulServer {
       announce("");
     }
     let cut: string[] = [];
-    const forced =
-      await Promise.race([this.#http.finished, deadline.promise]) ===
-        "deadline";
+    const forced = await Promise.race([this.#finished, deadline.promise]) ===
+      "deadline";
     deadline.clear();
     if (forced) {
       cut = this.#traffic.cut();
@@ -396,7 +419,7 @@ class Server implements GracefulServer {
       );
       const grace = timer(CUT_GRACE_MS, false);
       const flushed = await Promise.race([
-        this.#http.finished.then(() => true),
+        this.#finished.then(() => true),
         grace.promise,
       ]);
       grace.clear();

@@ -85,9 +85,17 @@ interface LoadResult {
   pids: [string, number, number, number][];
 }
 
-async function restartsUnderLoad(mode: "keepalive" | "new", prefix: string[]) {
+async function restartsUnderLoad(
+  mode: "keepalive" | "new",
+  prefix: string[],
+  workerFlags: string[] = [],
+) {
   const port = prefix.length ? 18080 : freePort();
-  const { proc } = await supervise({ port, prefix });
+  const { proc } = await supervise({
+    port,
+    prefix,
+    command: [...WORKER, ...workerFlags, APP, JSON.stringify({ port })],
+  });
   await using _ = proc;
   const load = new Proc(
     [
@@ -143,16 +151,20 @@ Deno.test("restart under 1000 req/s, keep-alive client, 5 restarts: 0 failures",
 
 Deno.test({
   name:
-    "restart under 1000 req/s, a new connection per request, 5 restarts: 0 failures (tcp_migrate_req=1)",
+    "restart under 1000 req/s, a new connection per request, 5 restarts: 0 failures (tcp_migrate_req=1, --allow-ffi)",
   ignore: !nsAvailable,
   async fn() {
     await using ns = await netns();
-    await restartsUnderLoad("new", ns!.prefix);
+    await restartsUnderLoad("new", ns!.prefix, ["--allow-ffi"]);
   },
 });
 
-Deno.test("restart: a 3 s request in flight completes with 200 from the old worker", async () => {
-  const { proc, port } = await supervise();
+Deno.test("restart: a 3 s request in flight completes with 200 from the old worker (listener detached)", async () => {
+  const port = freePort();
+  const { proc } = await supervise({
+    port,
+    command: [...WORKER, "--allow-ffi", APP, JSON.stringify({ port })],
+  });
   await using _ = proc;
   const [oldPid] = readyPids(proc);
   const conn = await Conn.open(port);
@@ -162,7 +174,9 @@ Deno.test("restart: a 3 s request in flight completes with 200 from the old work
   const [newPid] = await servingPids(proc, 2);
   assert.notEqual(newPid, oldPid);
   // After its pre-drain the old worker stops accepting: new requests go to the new one.
-  await proc.waitFor(/stopped accepting on/);
+  await proc.waitFor(
+    /detached the listener on [\d.:]+: new connections go elsewhere[\s\S]*stopped accepting on/,
+  );
   assert.match((await get(port)).body, new RegExp(`ok ${newPid}`));
   const res = await pending;
   conn.close();
@@ -196,6 +210,9 @@ serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () => new Respons
     await Deno.writeTextFile(file, good.replace("v1", "v2"));
     proc.kill("SIGHUP");
     const [newPid] = await servingPids(proc, 2);
+    await proc.waitFor(
+      new RegExp(`worker pid ${oldPid} \\(generation 1\\) exited`),
+    );
     assert.equal((await get(port)).body, `v2 ${newPid}`);
     proc.kill("SIGTERM");
     assert.equal((await proc.status).code, 0);
