@@ -36,12 +36,44 @@ function describeExit(status: Deno.CommandStatus): string {
     : `exited with code ${status.code}`;
 }
 
-/** Why a new worker did not become ready. */
+/**
+ * Why a new worker did not become ready: it could not be spawned, exited
+ * first, or did not report within `readyTimeout`. The message ends with the
+ * worker's last stderr lines.
+ *
+ * @example
+ * ```ts ignore
+ * import { NotReadyError, Supervisor } from "@graceful/http/restart";
+ *
+ * try {
+ *   await new Supervisor({ command: ["deno", "run", "broken.ts"] }).start();
+ * } catch (error) {
+ *   if (error instanceof NotReadyError) console.error(error.message);
+ * }
+ * ```
+ */
 export class NotReadyError extends Error {
+  /** Always `"NotReadyError"`. */
   override name = "NotReadyError";
 }
 
-/** Runs N workers of one command and replaces them without downtime. */
+/**
+ * Runs N workers of one command on one port and replaces them without
+ * downtime. Installs no signal listener (see `supervise()` for that). It does
+ * not bind the port itself: each worker binds with `reusePort`.
+ *
+ * @example
+ * ```ts ignore
+ * import { Supervisor } from "@graceful/http/restart";
+ *
+ * const supervisor = new Supervisor({
+ *   command: ["deno", "run", "-A", "--unstable-net", "server.ts"],
+ * });
+ * await supervisor.start();
+ * await supervisor.restart("new release"); // resolves true if all replaced
+ * await supervisor.stop();
+ * ```
+ */
 export class Supervisor {
   #command: string[];
   #count: number;
@@ -63,6 +95,7 @@ export class Supervisor {
   /** False where `reusePort` is unavailable: restarts stop, then start. */
   readonly overlap: boolean = Deno.build.os === "linux";
 
+  /** Validates the options; throws a `TypeError` naming a bad one. */
   constructor(options: SupervisorOptions) {
     if (
       !Array.isArray(options.command) || options.command.length === 0 ||
