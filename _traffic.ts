@@ -8,7 +8,8 @@ import { endable, hasOpenEndedBody } from "./_body.ts";
 import { type Logger, since } from "./_log.ts";
 
 /** What a handler receives besides the request. */
-export interface GracefulHandlerInfo extends Deno.ServeHandlerInfo {
+export interface GracefulHandlerInfo
+  extends Deno.ServeHandlerInfo<Deno.NetAddr> {
   /** Aborts when the server starts draining: end streams and sockets. */
   signal: AbortSignal;
 }
@@ -94,7 +95,7 @@ export class Traffic {
   /** The wrapped handler to give to `Deno.serve`. */
   handle = (
     request: Request,
-    info: Deno.ServeHandlerInfo,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> => {
     const { healthPath } = this.#options;
     if (healthPath !== undefined && pathOf(request.url) === healthPath) {

@@ -119,6 +119,12 @@ type Args =
 /** After detaching the listener, time for accepted connections to send a request. */
 const DETACH_SETTLE_MS = 200;
 
+/**
+ * Deno's own `serve`, taken when this module loads: the `auto` preload
+ * replaces `Deno.serve` with a function that calls `serve()` from here.
+ */
+const denoServe = Deno.serve;
+
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
 
@@ -283,7 +289,7 @@ class Server implements GracefulServer {
     // announced the port, a signal must already find its listener.
     this.lifecycle?.listen();
     try {
-      this.#http = Deno.serve(
+      this.#http = denoServe(
         denoOptions as Deno.ServeTcpOptions,
         this.#traffic.handle,
       );
