@@ -1,0 +1,94 @@
+/**
+ * Overhead: raw `Deno.serve` against `serve()`, same handler, interleaved
+ * A/B rounds, server and wrk pinned to different cores where possible.
+ */
+import {
+  median,
+  peakRssMiB,
+  round,
+  startServer,
+  wrk,
+  type WrkResult,
+} from "./_run.ts";
+
+/** One body kind's comparison. */
+export interface OverheadRow {
+  body: string;
+  rounds: number;
+  raw: { rps: number; p50: number; p99: number; rssMiB: number };
+  graceful: { rps: number; p50: number; p99: number; rssMiB: number };
+  /** Median of per-round graceful/raw req/s ratios, and their min and max. */
+  ratio: { median: number; min: number; max: number };
+}
+
+async function once(
+  impl: "raw" | "graceful",
+  body: string,
+  seconds: number,
+  pin: boolean,
+): Promise<WrkResult & { rssMiB: number }> {
+  const { proc } = await startServer({ impl, body }, pin);
+  try {
+    const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
+    await wrk(port, 1, pin); // warm-up: let V8 optimise the hot path
+    const result = await wrk(port, seconds, pin);
+    return { ...result, rssMiB: await peakRssMiB(proc.pid) };
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.status;
+  }
+}
+
+/** Runs `rounds` interleaved A/B rounds for each body kind. */
+export async function overhead(
+  bodies: string[],
+  rounds: number,
+  seconds: number,
+  pin: boolean,
+  log: (line: string) => void,
+): Promise<OverheadRow[]> {
+  const rows: OverheadRow[] = [];
+  for (const body of bodies) {
+    const raw: (WrkResult & { rssMiB: number })[] = [];
+    const graceful: (WrkResult & { rssMiB: number })[] = [];
+    const ratios: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      // Alternate which goes first, so drift over time hits both alike.
+      const order = i % 2 === 0
+        ? ["raw", "graceful"] as const
+        : ["graceful", "raw"] as const;
+      const got: Record<string, WrkResult & { rssMiB: number }> = {};
+      for (const impl of order) {
+        got[impl] = await once(impl, body, seconds, pin);
+      }
+      raw.push(got.raw);
+      graceful.push(got.graceful);
+      ratios.push(got.graceful.rps / got.raw.rps);
+      log(
+        `overhead ${body} round ${i + 1}/${rounds}: raw ${
+          Math.round(got.raw.rps)
+        } req/s, graceful ${Math.round(got.graceful.rps)} req/s, ratio ${
+          round(ratios.at(-1)!, 3)
+        }`,
+      );
+    }
+    const summary = (runs: (WrkResult & { rssMiB: number })[]) => ({
+      rps: Math.round(median(runs.map((r) => r.rps))),
+      p50: round(median(runs.map((r) => r.p50)), 3),
+      p99: round(median(runs.map((r) => r.p99)), 3),
+      rssMiB: round(Math.max(...runs.map((r) => r.rssMiB))),
+    });
+    rows.push({
+      body,
+      rounds,
+      raw: summary(raw),
+      graceful: summary(graceful),
+      ratio: {
+        median: round(median(ratios), 3),
+        min: round(Math.min(...ratios), 3),
+        max: round(Math.max(...ratios), 3),
+      },
+    });
+  }
+  return rows;
+}

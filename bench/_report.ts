@@ -1,0 +1,208 @@
+/** Writes the benchmark results as Markdown tables and an SVG timeline. */
+import type { OverheadRow } from "./_overhead.ts";
+import type { RestartRun } from "./_restarts.ts";
+import type { LatencyRow } from "./_shutdown.ts";
+
+/** Everything one `deno task bench` run measured. */
+export interface Results {
+  machine: Record<string, string | number>;
+  settings: Record<string, string | number | boolean>;
+  overhead: OverheadRow[];
+  shutdown: LatencyRow[];
+  restarts: RestartRun[];
+}
+
+/** The results as Markdown. */
+export function markdown(r: Results): string {
+  const lines: string[] = [];
+  lines.push("# Benchmark results", "");
+  lines.push(
+    `Machine: ${
+      Object.entries(r.machine).map(([k, v]) => `${k} ${v}`).join(", ")
+    }.`,
+    `Settings: ${
+      Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(", ")
+    }.`,
+    "",
+  );
+  if (r.overhead.length) {
+    lines.push(
+      "## Overhead: `serve()` against raw `Deno.serve`",
+      "",
+      "wrk -t1 -c50, server and wrk pinned to different cores; medians over interleaved rounds.",
+      "",
+      "| body | raw req/s | serve() req/s | ratio (median) | ratio min–max | p50 raw / serve() ms | p99 raw / serve() ms | peak RSS raw / serve() MiB |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const o of r.overhead) {
+      lines.push(
+        `| ${o.body} | ${o.raw.rps} | ${o.graceful.rps} | **${o.ratio.median}** | ${o.ratio.min}–${o.ratio.max} | ${o.raw.p50} / ${o.graceful.p50} | ${o.raw.p99} / ${o.graceful.p99} | ${o.raw.rssMiB} / ${o.graceful.rssMiB} |`,
+      );
+    }
+    lines.push("");
+  }
+  if (r.shutdown.length) {
+    lines.push(
+      "## Shutdown latency (SIGTERM)",
+      "",
+      "| scenario | measured | runs | median ms | max ms |",
+      "| --- | --- | ---: | ---: | ---: |",
+    );
+    for (const s of r.shutdown) {
+      lines.push(
+        `| ${s.scenario} | ${s.measure} | ${s.runs} | ${s.median} | ${s.max} |`,
+      );
+    }
+    lines.push("");
+  }
+  if (r.restarts.length) {
+    lines.push(
+      "## Restarts under 1000 req/s from a client that never retries",
+      "",
+      "| method | client | tcp_migrate_req | restarts | requests | failed | per restart | failures by kind |",
+      "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    );
+    for (const x of r.restarts) {
+      const kinds = Object.entries(x.failures).map(([k, v]) =>
+        `${k} ${v}`
+      ).join(", ") || "—";
+      lines.push(
+        `| ${x.method} | ${
+          x.mode === "new" ? "new connection per request" : "keep-alive"
+        } | ${x.migrateReq} | ${x.restarts} | ${x.sent} | **${x.failed}** | ${
+          (x.failed / x.restarts).toFixed(2)
+        } | ${kinds} |`,
+      );
+    }
+    lines.push(
+      "",
+      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. supervisor: this module's restart.ts with its defaults (1 s pre-drain, listener detached with --allow-ffi).",
+      "",
+      "![Restart timeline](restarts.svg)",
+      "",
+    );
+  }
+  return lines.join("\n");
+}
+
+const COLORS: Record<string, string> = {
+  naive: "#d62728",
+  handoff: "#ff7f0e",
+  supervisor: "#2ca02c",
+};
+
+/**
+ * An SVG timeline of the restart runs of one client kind: requests/s per
+ * 100 ms as one line per method, failures per 100 ms as bars below, each
+ * restart marked by a dashed line.
+ */
+export function svg(runs: RestartRun[], windowMs: number): string {
+  const W = 960, H = 460, left = 60, right = 20, top = 50;
+  const rpsH = 240, gap = 40, failH = 90;
+  const x = (ms: number) => left + (ms / windowMs) * (W - left - right);
+  const maxRps = Math.max(
+    1000,
+    ...runs.flatMap((r) =>
+      r.timeline.filter((b) => b[0] < windowMs).map((b) => b[1] * 10)
+    ),
+  ) * 1.1;
+  const maxFail = Math.max(
+    1,
+    ...runs.flatMap((r) =>
+      r.timeline.filter((b) => b[0] < windowMs).map((b) => b[2])
+    ),
+  );
+  const yRps = (v: number) => top + rpsH - (v / maxRps) * rpsH;
+  const failTop = top + rpsH + gap;
+  const yFail = (v: number) => failTop + failH - (v / maxFail) * failH;
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="bold">Restarts under 1000 req/s (${
+      runs[0]?.mode === "new" ? "a new connection per request" : "keep-alive"
+    }, tcp_migrate_req ${
+      runs[0]?.migrateReq
+    }): requests/s and failures per 100 ms</text>`,
+  );
+  // Axes and grid.
+  for (let v = 0; v <= maxRps; v += 500) {
+    parts.push(
+      `<line x1="${left}" x2="${W - right}" y1="${yRps(v)}" y2="${
+        yRps(v)
+      }" stroke="#eee"/>`,
+      `<text x="${left - 6}" y="${yRps(v) + 4}" text-anchor="end">${v}</text>`,
+    );
+  }
+  parts.push(
+    `<text x="14" y="${top + rpsH / 2}" transform="rotate(-90 14 ${
+      top + rpsH / 2
+    })" text-anchor="middle">requests/s</text>`,
+    `<text x="14" y="${failTop + failH / 2}" transform="rotate(-90 14 ${
+      failTop + failH / 2
+    })" text-anchor="middle">failed</text>`,
+    `<line x1="${left}" x2="${W - right}" y1="${failTop + failH}" y2="${
+      failTop + failH
+    }" stroke="#999"/>`,
+    `<text x="${left - 6}" y="${
+      failTop + 4
+    }" text-anchor="end">${maxFail}</text>`,
+    `<text x="${left - 6}" y="${
+      failTop + failH + 4
+    }" text-anchor="end">0</text>`,
+  );
+  for (let s = 0; s * 1000 <= windowMs; s++) {
+    parts.push(
+      `<text x="${x(s * 1000)}" y="${
+        H - 8
+      }" text-anchor="middle">${s} s</text>`,
+    );
+  }
+  // Restart marks (each method's own, same cadence).
+  const marks = runs.find((r) => r.method === "supervisor")?.marks ??
+    runs[0]?.marks ?? [];
+  for (const m of marks.filter((m) => m < windowMs)) {
+    parts.push(
+      `<line x1="${x(m)}" x2="${x(m)}" y1="${top}" y2="${
+        failTop + failH
+      }" stroke="#888" stroke-dasharray="4 4"/>`,
+    );
+  }
+  if (marks.length) {
+    parts.push(
+      `<text x="${x(marks[0]) + 4}" y="${top - 4}" fill="#555">restart</text>`,
+    );
+  }
+  // Lines and failure bars.
+  runs.forEach((run, i) => {
+    const color = COLORS[run.method] ?? "#1f77b4";
+    const pts = run.timeline.filter((b) => b[0] < windowMs).map((b) =>
+      `${x(b[0] + 50).toFixed(1)},${yRps(b[1] * 10).toFixed(1)}`
+    );
+    parts.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${
+        pts.join(" ")
+      }"/>`,
+    );
+    const barW = Math.max(2, (x(100) - x(0)) / runs.length);
+    for (const b of run.timeline.filter((b) => b[0] < windowMs && b[2] > 0)) {
+      const bx = x(b[0]) + i * barW;
+      parts.push(
+        `<rect x="${bx.toFixed(1)}" y="${yFail(b[2]).toFixed(1)}" width="${
+          barW.toFixed(1)
+        }" height="${
+          (failTop + failH - yFail(b[2])).toFixed(1)
+        }" fill="${color}"/>`,
+      );
+    }
+    const lx = left + 10 + i * 290;
+    parts.push(
+      `<rect x="${lx}" y="${top + 6}" width="14" height="4" fill="${color}"/>`,
+      `<text x="${lx + 20}" y="${
+        top + 12
+      }">${run.method}: ${run.failed} failed in ${run.restarts} restarts</text>`,
+    );
+  });
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}

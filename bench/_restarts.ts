@@ -1,0 +1,194 @@
+/**
+ * Restarts under load: a client that never retries sends 1000 req/s while
+ * the server is restarted at a fixed cadence by one of three methods:
+ *   naive       stop the old server (graceful drain), then start the new one
+ *   handoff     reusePort handoff without pre-drain or detach (supervisor
+ *               with --pre-drain 0, workers without --allow-ffi)
+ *   supervisor  this module's supervisor as documented (--pre-drain 1000,
+ *               workers with --allow-ffi)
+ * Each run happens in a network namespace of its own with the chosen
+ * net.ipv4.tcp_migrate_req (the host's setting is never touched); where
+ * namespaces are unavailable it runs on the host with the host's value.
+ */
+import { LOAD, netns, Proc, RESTART, SERVER } from "./_run.ts";
+
+/** A restart method. */
+export type Method = "naive" | "handoff" | "supervisor";
+
+/** One run's outcome. */
+export interface RestartRun {
+  method: Method;
+  mode: "keepalive" | "new";
+  migrateReq: string;
+  restarts: number;
+  sent: number;
+  ok: number;
+  failures: Record<string, number>;
+  failed: number;
+  samples: string[];
+  /** [bucket start ms, ok, failed] per 100 ms. */
+  timeline: [number, number, number][];
+  /** When each restart was triggered, ms after the load started. */
+  marks: number[];
+}
+
+const PORT = 18080;
+const WORKER_FLAGS = ["--allow-net", "--allow-env", "--unstable-net"];
+
+interface Target {
+  /** Triggers one restart and resolves when it is complete. */
+  restart(generation: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function naive(prefix: string[]): Promise<Target> {
+  const spawn = async () => {
+    const proc = new Proc(
+      [
+        "run",
+        "--allow-net",
+        SERVER,
+        JSON.stringify({ impl: "graceful", port: PORT }),
+      ],
+      {},
+      prefix,
+    );
+    await proc.waitFor(/listening on/);
+    return proc;
+  };
+  let current = await spawn();
+  return {
+    async restart() {
+      current.kill("SIGTERM");
+      await current.status;
+      current = await spawn();
+    },
+    async stop() {
+      current.kill("SIGTERM");
+      await current.status;
+    },
+  };
+}
+
+async function supervised(prefix: string[], method: Method): Promise<Target> {
+  const worker = [
+    Deno.execPath(),
+    "run",
+    ...WORKER_FLAGS,
+    ...(method === "supervisor" ? ["--allow-ffi"] : []),
+    SERVER,
+    JSON.stringify({ impl: "graceful", port: PORT }),
+  ];
+  const proc = new Proc(
+    [
+      "run",
+      "--allow-run",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-env",
+      RESTART,
+      "--pre-drain",
+      method === "supervisor" ? "1000" : "0",
+      "--",
+      ...worker,
+    ],
+    {},
+    prefix,
+  );
+  await proc.waitFor(/generation 1\) ready/);
+  return {
+    async restart(generation) {
+      proc.kill("SIGHUP");
+      await proc.waitFor(
+        new RegExp(`generation ${generation} serving`),
+        60_000,
+      );
+      await proc.waitFor(
+        new RegExp(`\\(generation ${generation - 1}\\) (exited|was killed)`),
+        60_000,
+      );
+    },
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.status;
+    },
+  };
+}
+
+/** Runs one configuration. */
+export async function restartRun(
+  method: Method,
+  mode: "keepalive" | "new",
+  migrateReq: 0 | 1,
+  restarts: number,
+  interval: number,
+): Promise<RestartRun> {
+  const ns = await netns(migrateReq);
+  const prefix = ns?.prefix ?? [];
+  const actual = ns ? String(migrateReq) : hostMigrateReq();
+  try {
+    const target = method === "naive"
+      ? await naive(prefix)
+      : await supervised(prefix, method);
+    const load = new Proc(
+      [
+        "run",
+        "--allow-net",
+        LOAD,
+        JSON.stringify({
+          port: PORT,
+          rate: 1000,
+          duration: restarts * interval + 1500,
+          mode,
+          connections: 10,
+        }),
+      ],
+      {},
+      prefix,
+    );
+    await load.waitFor(/load running/);
+    const started = performance.now();
+    const marks: number[] = [];
+    for (let i = 0; i < restarts; i++) {
+      const due = started + 500 + i * interval;
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, due - performance.now()))
+      );
+      marks.push(Math.round(performance.now() - started));
+      await target.restart(i + 2);
+    }
+    load.kill("SIGTERM");
+    await load.status;
+    await target.stop();
+    const result = JSON.parse(load.stdout.trim().split("\n").pop()!);
+    const failed = Object.values(result.failures as Record<string, number>)
+      .reduce((a, b) => a + b, 0);
+    return {
+      method,
+      mode,
+      migrateReq: actual,
+      restarts,
+      sent: result.sent,
+      ok: result.ok,
+      failures: result.failures,
+      failed,
+      samples: result.samples,
+      timeline: result.timeline,
+      marks,
+    };
+  } finally {
+    await ns?.[Symbol.asyncDispose]();
+  }
+}
+
+function hostMigrateReq(): string {
+  try {
+    const out = new Deno.Command("cat", {
+      args: ["/proc/sys/net/ipv4/tcp_migrate_req"],
+      stderr: "null",
+    }).outputSync();
+    return new TextDecoder().decode(out.stdout).trim() + " (host)";
+  } catch {
+    return "unknown (host)";
+  }
+}

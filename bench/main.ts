@@ -1,0 +1,172 @@
+/**
+ * `deno task bench`: overhead, shutdown latency and restarts under load,
+ * side by side in one run. Writes bench/results/results.{json,md} and
+ * restarts.svg (the chart of the new-connection runs).
+ *
+ *   deno task bench            the full run (~20 min on 2 cores)
+ *   deno task bench --long     more rounds, 100 restarts per configuration
+ *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
+ *   deno task bench --only=overhead,shutdown,restarts
+ *
+ * All traffic stays on loopback (restarts in network namespaces of their
+ * own where possible); every process started here is ended by pid.
+ */
+import { overhead } from "./_overhead.ts";
+import { markdown, type Results, svg } from "./_report.ts";
+import { type Method, restartRun } from "./_restarts.ts";
+import { canPin, ensureWrk, netns, sh } from "./_run.ts";
+import { shutdownLatency } from "./_shutdown.ts";
+
+const args = new Set(Deno.args);
+const smoke = args.has("--smoke");
+const long = args.has("--long");
+const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(
+  ",",
+);
+for (const a of Deno.args) {
+  if (!["--smoke", "--long"].includes(a) && !a.startsWith("--only=")) {
+    console.error(
+      `bench: unknown option ${
+        JSON.stringify(a)
+      }; use --smoke, --long or --only=overhead,shutdown,restarts`,
+    );
+    Deno.exit(2);
+  }
+}
+const wanted = (part: string) => !only || only.includes(part);
+const log = (line: string) => console.error(`[bench] ${line}`);
+
+const settings = smoke
+  ? {
+    rounds: 1,
+    seconds: 1,
+    bodies: ["hello"],
+    shutdownRuns: 2,
+    restarts: 2,
+    interval: 1500,
+  }
+  : long
+  ? {
+    rounds: 10,
+    seconds: 5,
+    bodies: ["hello", "1mib", "stream"],
+    shutdownRuns: 20,
+    restarts: 100,
+    interval: 1500,
+  }
+  : {
+    rounds: 5,
+    seconds: 5,
+    bodies: ["hello", "1mib", "stream"],
+    shutdownRuns: 10,
+    restarts: 50,
+    interval: 1500,
+  };
+
+async function machine(): Promise<Record<string, string | number>> {
+  const cpu = (await sh(["cat", "/proc/cpuinfo"]).catch(() => ""))
+    .match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown";
+  return {
+    cores: navigator.hardwareConcurrency,
+    cpu,
+    kernel: Deno.osRelease(),
+    os: Deno.build.os,
+    deno: Deno.version.deno,
+    date: new Date().toISOString().slice(0, 10),
+  };
+}
+
+const pin = await canPin();
+const results: Results = {
+  machine: await machine(),
+  settings: {
+    mode: smoke ? "smoke" : long ? "long" : "default",
+    pinned: pin,
+    ...settings,
+    bodies: settings.bodies.join(" "),
+  },
+  overhead: [],
+  shutdown: [],
+  restarts: [],
+};
+
+if (wanted("overhead")) {
+  await ensureWrk();
+  results.overhead = await overhead(
+    settings.bodies,
+    settings.rounds,
+    settings.seconds,
+    pin,
+    log,
+  );
+}
+if (wanted("shutdown")) {
+  results.shutdown = await shutdownLatency(settings.shutdownRuns, log);
+}
+if (wanted("restarts")) {
+  const probe = await netns();
+  await probe?.[Symbol.asyncDispose]();
+  const migrates: (0 | 1)[] = probe ? [0, 1] : [1];
+  if (!probe) {
+    log(
+      "no network namespaces here (needs root and iproute2): restarts run on the host",
+    );
+  }
+  const configs: [Method, "keepalive" | "new", 0 | 1][] = smoke
+    ? [["supervisor", "keepalive", 1]]
+    : migrates.flatMap((m) =>
+      (["keepalive", "new"] as const).flatMap((mode) =>
+        (["naive", "handoff", "supervisor"] as const).map((method) =>
+          [method, mode, m] as [Method, "keepalive" | "new", 0 | 1]
+        )
+      )
+    );
+  for (const [method, mode, migrate] of configs) {
+    const run = await restartRun(
+      method,
+      mode,
+      migrate,
+      settings.restarts,
+      settings.interval,
+    );
+    results.restarts.push(run);
+    log(
+      `restarts ${method} ${mode} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
+        JSON.stringify(run.failures)
+      }`,
+    );
+  }
+}
+
+const dir = smoke
+  ? await Deno.makeTempDir({ prefix: "graceful-bench-" })
+  : new URL("./results/", import.meta.url).pathname;
+await Deno.mkdir(dir, { recursive: true });
+await Deno.writeTextFile(
+  `${dir}/results.json`,
+  JSON.stringify(results, null, 1) + "\n",
+);
+const md = markdown(results);
+await Deno.writeTextFile(`${dir}/results.md`, md);
+const chartRuns = results.restarts.filter((r) =>
+  r.mode === "new" && r.migrateReq.startsWith("1")
+);
+const forChart = chartRuns.length ? chartRuns : results.restarts;
+if (forChart.length) {
+  const windowMs = Math.min(
+    15_000,
+    500 + settings.restarts * settings.interval + 1000,
+  );
+  await Deno.writeTextFile(`${dir}/restarts.svg`, svg(forChart, windowMs));
+}
+console.log(md);
+log(`results written to ${dir}`);
+if (smoke) {
+  const ok = (!wanted("overhead") || results.overhead.length > 0) &&
+    (!wanted("restarts") || results.restarts.every((r) => r.ok > 0));
+  if (!ok) {
+    log("smoke run produced no numbers");
+    Deno.exit(1);
+  }
+  await Deno.remove(dir, { recursive: true });
+}
