@@ -13,7 +13,16 @@ const LISTENABLE: ReadonlySet<string> = new Set(
     : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2", "SIGWINCH"],
 );
 
-/** The signals a shutdown listens to when none are given. */
+/**
+ * The signals a shutdown listens to when none are given: SIGINT and SIGTERM,
+ * or SIGINT, SIGBREAK and SIGTERM on Windows.
+ *
+ * @example
+ * ```ts
+ * import { defaultSignals } from "@graceful/http/shutdown";
+ * console.log(defaultSignals()); // ["SIGINT", "SIGTERM"] on Linux
+ * ```
+ */
 export function defaultSignals(): Deno.Signal[] {
   return os === "windows"
     ? ["SIGINT", "SIGBREAK", "SIGTERM"]

@@ -6,9 +6,10 @@
  * even by SIGKILL), the worker drains and exits: no orphan keeps the port.
  *
  * Protocol, one line each way: worker → `ready <token> <worker-id> <pid>`;
- * supervisor → `drain <pre-drain ms>` or `stop`.
+ * supervisor → `drain <pre-drain ms> [detach]` or `stop`.
  */
 import type { Logger } from "./_log.ts";
+import type { DrainContext } from "./shutdown.ts";
 
 /** The environment variable that carries `host:port/token/worker-id`. */
 export const SUPERVISOR_ENV = "GRACEFUL_SUPERVISOR";
@@ -18,7 +19,7 @@ export const EXIT_NO_REUSEPORT = 78;
 
 /** What the link drives: a lifecycle (or a lone server) that can drain. */
 export interface DrainTarget {
-  drain(reason: string, drainDelay?: number): Promise<unknown>;
+  drain(context: DrainContext): Promise<unknown>;
 }
 
 interface Address {
@@ -76,7 +77,7 @@ class Link {
     if (this.#conn) return;
     // Restarts are the supervisor's job: a SIGHUP sent to the whole process
     // group (a terminal hang-up, `timeout`, `kill -HUP -PGID`) must not kill
-    // the workers. Deno never removes these listeners; the process ends.
+    // the workers. These listeners stay until the worker exits.
     if (Deno.build.os !== "windows") {
       for (const name of ["SIGHUP", "SIGUSR2"] as const) {
         Deno.addSignalListener(name, () => {});
@@ -94,7 +95,7 @@ class Link {
       this.#logger.error(
         `cannot reach the supervisor at ${hostname}:${port} (${error}); draining`,
       );
-      this.#drainAll("supervisor unreachable");
+      this.#drainAll({ reason: "supervisor unreachable" });
       throw error;
     }
     await conn.write(
@@ -114,11 +115,15 @@ class Link {
         while ((at = buffered.indexOf("\n")) >= 0) {
           const line = buffered.slice(0, at).trim();
           buffered = buffered.slice(at + 1);
-          const [command, arg] = line.split(" ");
+          const [command, delay, detach] = line.split(" ");
           if (command === "drain") {
-            this.#drainAll("supervisor: restart", Number(arg) || 0);
+            this.#drainAll({
+              reason: "supervisor: restart",
+              drainDelay: Number(delay) || 0,
+              detachListener: detach === "detach",
+            });
           } else if (command === "stop") {
-            this.#drainAll("supervisor: stop");
+            this.#drainAll({ reason: "supervisor: stop" });
           }
         }
       }
@@ -127,16 +132,16 @@ class Link {
     }
     if (!this.#draining) {
       this.#logger.warn("supervisor connection lost: draining");
-      this.#drainAll("supervisor gone");
+      this.#drainAll({ reason: "supervisor gone" });
     }
   }
 
-  #drainAll(reason: string, drainDelay?: number) {
+  #drainAll(context: DrainContext) {
     if (this.#draining) return;
     this.#draining = true;
-    Promise.allSettled(
-      [...this.#targets].map((t) => t.drain(reason, drainDelay)),
-    ).finally(() => this.#conn?.then((c) => c.close()).catch(() => {}));
+    Promise.allSettled([...this.#targets].map((t) => t.drain(context))).finally(
+      () => this.#conn?.then((c) => c.close()).catch(() => {}),
+    );
   }
 }
 

@@ -92,6 +92,8 @@ export class Supervisor {
   #queuedRestart: Promise<boolean> | undefined;
   #stopping: Promise<void> | undefined;
   #stopped = Promise.withResolvers<void>();
+  /** Whether queued connections migrate to a sibling listener (Linux setting). */
+  readonly migrates: boolean = Supervisor.migrateReq() === "1";
   /** False where `reusePort` is unavailable: restarts stop, then start. */
   readonly overlap: boolean = Deno.build.os === "linux";
 
@@ -358,7 +360,13 @@ export class Supervisor {
     if (first) {
       const start = performance.now();
       if (worker.link) {
-        worker.link.send(how === "drain" ? `drain ${this.#preDrain}` : "stop");
+        // Detaching the listener only helps when the kernel migrates its
+        // queue; with tcp_migrate_req=0 it would reset those connections.
+        worker.link.send(
+          how === "drain"
+            ? `drain ${this.#preDrain}${this.migrates ? " detach" : ""}`
+            : "stop",
+        );
         this.#logger.info(
           how === "drain"
             ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain ${this.#preDrain} ms, then drain`

@@ -32,6 +32,8 @@ export interface TrafficOptions {
   handler: GracefulHandler;
   onError?: (error: unknown) => Response | Promise<Response>;
   healthPath?: string;
+  /** Wrap streaming bodies so the deadline can end them. */
+  endStreams: boolean;
   signal: AbortSignal;
   logger: Logger;
 }
@@ -172,7 +174,7 @@ export class Traffic {
   #settle(work: Work, res: Response): Response {
     this.#pending.delete(work);
     if (this.draining) res = withClose(work.request, res);
-    if (hasOpenEndedBody(res)) {
+    if (this.#options.endStreams && hasOpenEndedBody(res)) {
       res = this.#track(work, res);
     } else {
       this.#finished();

@@ -180,7 +180,20 @@ options:
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
 signals: SIGHUP or SIGUSR2 restart; SIGINT or SIGTERM stop (twice: kill)`;
 
-/** Parses the CLI arguments; throws an Error with a one-line message. */
+/**
+ * Parses the CLI arguments; throws an Error with a one-line message.
+ *
+ * @example
+ * ```ts
+ * import { parseArgs } from "@graceful/http/restart";
+ * import assert from "node:assert/strict";
+ *
+ * const options = parseArgs(["--workers", "2", "--", "deno", "run", "server.ts"]);
+ * assert.equal(options.workers, 2);
+ * assert.deepEqual(options.command, ["deno", "run", "server.ts"]);
+ * assert.throws(() => parseArgs(["--workers", "0", "--", "deno"]), /--workers/);
+ * ```
+ */
 export function parseArgs(args: string[]): SuperviseOptions {
   const split = args.indexOf("--");
   const own = split < 0 ? args : args.slice(0, split);

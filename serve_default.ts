@@ -70,7 +70,21 @@ export function serveDefault(
 const USAGE =
   "usage: serve_default.ts [--port N] [--host NAME] <module> (the module exports default { fetch })";
 
-/** Parses `[--port N] [--host NAME] <module>`; throws an Error with one line. */
+/**
+ * Parses `[--port N] [--host NAME] <module>`; throws an Error with one line.
+ *
+ * @example
+ * ```ts
+ * import { parseServeArgs } from "@graceful/http/serve_default";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseServeArgs(["--port", "8080", "main.ts"]), {
+ *   port: 8080,
+ *   hostname: "0.0.0.0",
+ *   module: "main.ts",
+ * });
+ * ```
+ */
 export function parseServeArgs(
   args: string[],
 ): { port: number; hostname: string; module: string } {

@@ -20,11 +20,12 @@ import {
   Traffic,
 } from "./_traffic.ts";
 import {
+  type DrainContext,
+  type Hook,
   type HookOptions,
   Shutdown,
   type ShutdownOptions,
 } from "./shutdown.ts";
-import type { Hook } from "./shutdown.ts";
 
 export type { GracefulHandler, GracefulHandlerInfo, Logger };
 
@@ -53,6 +54,12 @@ export interface ServeOptions
   drainDelay?: number;
   /** A path answered 200 `ok` while serving and 503 while draining. */
   healthPath?: string;
+  /**
+   * Make streaming bodies (unknown length) endable, so the deadline can end
+   * them cleanly. Default `true`. `false` passes them to Deno untouched (no
+   * per-chunk cost); at the deadline they are then cut by the exit instead.
+   */
+  endStreamsAtDeadline?: boolean;
   /**
    * The process lifecycle to join. Default: a new {@linkcode Shutdown} built
    * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
@@ -243,6 +250,16 @@ class Server implements GracefulServer {
     }
     const healthPath = path("healthPath", options.healthPath);
     if (
+      options.endStreamsAtDeadline !== undefined &&
+      typeof options.endStreamsAtDeadline !== "boolean"
+    ) {
+      throw new TypeError(
+        `endStreamsAtDeadline: expected true or false, got ${
+          describe(options.endStreamsAtDeadline)
+        }`,
+      );
+    }
+    if (
       options.signal !== undefined && !(options.signal instanceof AbortSignal)
     ) {
       throw new TypeError(
@@ -258,6 +275,7 @@ class Server implements GracefulServer {
       drainTimeout: _t,
       drainDelay: _d,
       healthPath: _h,
+      endStreamsAtDeadline,
       signal,
       ...denoOptions
     } = options;
@@ -278,6 +296,7 @@ class Server implements GracefulServer {
       handler,
       onError: options.onError,
       healthPath,
+      endStreams: endStreamsAtDeadline ?? true,
       signal: this.#controller.signal,
       logger: this.#logger,
     });
@@ -312,14 +331,12 @@ class Server implements GracefulServer {
       if (!this.#detached || !isDetachError(error)) throw error;
       await this.#closed.promise;
     });
-    this.lifecycle?.addDrainer(({ reason, drainDelay }) =>
-      this.#drain(reason, drainDelay)
-    );
+    this.lifecycle?.addDrainer((context) => this.#drain(context));
     link?.ready({
-      drain: (reason, drainDelay) =>
+      drain: (context) =>
         this.lifecycle
-          ? this.lifecycle.start(reason, { drainDelay })
-          : this.#drain(reason, drainDelay),
+          ? this.lifecycle.start(context.reason, context)
+          : this.#drain(context),
     });
     signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
       once: true,
@@ -343,7 +360,7 @@ class Server implements GracefulServer {
   }
 
   shutdown(reason = "shutdown() called"): Promise<DrainResult> {
-    const result = this.#drain(reason);
+    const result = this.#drain({ reason });
     if (this.#ownsLifecycle && !this.lifecycle?.started) {
       result.finally(() => this.lifecycle?.[Symbol.dispose]());
     }
@@ -370,12 +387,20 @@ class Server implements GracefulServer {
     await this.shutdown("disposed");
   }
 
-  #drain(reason: string, drainDelay?: number): Promise<DrainResult> {
-    this.#result ??= this.#runDrain(reason, drainDelay ?? this.#drainDelay);
+  #drain(context: DrainContext): Promise<DrainResult> {
+    this.#result ??= this.#runDrain(
+      context.reason,
+      context.drainDelay ?? this.#drainDelay,
+      context.detachListener ?? false,
+    );
     return this.#result;
   }
 
-  async #runDrain(reason: string, delay: number): Promise<DrainResult> {
+  async #runDrain(
+    reason: string,
+    delay: number,
+    detach: boolean,
+  ): Promise<DrainResult> {
     const start = performance.now();
     const where = `${this.addr.hostname}:${this.addr.port}`;
     this.#traffic.draining = true;
@@ -391,7 +416,7 @@ class Server implements GracefulServer {
       await Promise.race([wait.promise, deadline.promise]);
       wait.clear();
     }
-    if (delay > 0 && detachListeners(this.addr.port) > 0) {
+    if (detach && detachListeners(this.addr.port) > 0) {
       this.#detached = true;
       // The listener left the port's group: connections it accepted get a
       // moment to deliver their request before Deno's drain closes idle ones.

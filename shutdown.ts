@@ -92,6 +92,12 @@ export interface DrainContext {
    * handoff. `undefined` keeps the participant's setting.
    */
   drainDelay?: number;
+  /**
+   * Take the listener out of its `SO_REUSEPORT` group before draining, so a
+   * sibling takes its queued connections (the supervisor asks for this when
+   * `net.ipv4.tcp_migrate_req` is 1). Needs `--allow-ffi`; ignored without.
+   */
+  detachListener?: boolean;
 }
 
 /**
@@ -247,9 +253,9 @@ export class Shutdown implements Disposable {
    */
   start(
     reason = "shutdown requested",
-    options: { drainDelay?: number } = {},
+    options: Omit<DrainContext, "reason"> = {},
   ): Promise<ShutdownResult> {
-    this.#result ??= this.#run(reason, options.drainDelay);
+    this.#result ??= this.#run({ ...options, reason });
     return this.#result;
   }
 
@@ -274,11 +280,12 @@ export class Shutdown implements Disposable {
     Deno.exit(code);
   }
 
-  async #run(reason: string, drainDelay?: number): Promise<ShutdownResult> {
+  async #run(context: DrainContext): Promise<ShutdownResult> {
+    const { reason } = context;
     const start = performance.now();
     this.#controller.abort(reason);
     const outcomes = await Promise.allSettled(
-      [...this.#drainers].map((drain) => drain({ reason, drainDelay })),
+      [...this.#drainers].map((drain) => drain(context)),
     );
     let forced = false;
     for (const outcome of outcomes) {

@@ -119,11 +119,10 @@ export function svg(runs: RestartRun[], windowMs: number): string {
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${left}" y="22" font-size="15" font-weight="bold">Restarts under 1000 req/s (${
+    `<text x="${left}" y="20" font-size="15" font-weight="bold">Restarts under load: requests/s and failed requests per 100 ms</text>`,
+    `<text x="${left}" y="37" fill="#444">1000 req/s from a client that never retries, ${
       runs[0]?.mode === "new" ? "a new connection per request" : "keep-alive"
-    }, tcp_migrate_req ${
-      runs[0]?.migrateReq
-    }): requests/s and failures per 100 ms</text>`,
+    }, tcp_migrate_req ${runs[0]?.migrateReq}; dashed lines: restarts</text>`,
   );
   // Axes and grid.
   for (let v = 0; v <= maxRps; v += 500) {

@@ -10,7 +10,14 @@
  * net.ipv4.tcp_migrate_req (the host's setting is never touched); where
  * namespaces are unavailable it runs on the host with the host's value.
  */
-import { LOAD, netns, Proc, RESTART, SERVER } from "./_run.ts";
+import {
+  LOAD,
+  netns,
+  Proc,
+  RESTART,
+  SERVER,
+  SUPERVISOR_FLAGS,
+} from "./_run.ts";
 
 /** A restart method. */
 export type Method = "naive" | "handoff" | "supervisor";
@@ -81,11 +88,7 @@ async function supervised(prefix: string[], method: Method): Promise<Target> {
   ];
   const proc = new Proc(
     [
-      "run",
-      "--allow-run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-env",
+      ...SUPERVISOR_FLAGS,
       RESTART,
       "--pre-drain",
       method === "supervisor" ? "1000" : "0",

@@ -1,7 +1,7 @@
 /** Process helpers for the benchmarks: servers, wrk, pinning, memory. */
 import { Proc } from "../tests/_helpers.ts";
 
-export { Conn, netns, Proc } from "../tests/_helpers.ts";
+export { Conn, netns, Proc, SUPERVISOR_FLAGS } from "../tests/_helpers.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 /** The benchmark server script. */

@@ -132,6 +132,15 @@ export class Proc {
   }
 }
 
+/** The permissions the restart supervisor runs with in tests and benchmarks. */
+export const SUPERVISOR_FLAGS: string[] = [
+  "run",
+  "--allow-run",
+  "--allow-net=127.0.0.1",
+  "--allow-read",
+  "--allow-env",
+];
+
 /** Starts the fixture app (or `script`) and waits for its listening line. */
 export async function start(
   options: Record<string, unknown> = {},

@@ -46,6 +46,10 @@ Deno.test("bad options throw a TypeError naming the option and the value", () =>
       /^logger: expected false or an object with info\(\), warn\(\) and error\(\)/,
     ],
     [{ exit: "yes" }, /^exit: expected true or false, got "yes"$/],
+    [
+      { endStreamsAtDeadline: 1 },
+      /^endStreamsAtDeadline: expected true or false, got 1$/,
+    ],
     [{ signal: "stop" }, /^signal: expected an AbortSignal, got "stop"$/],
     [
       { shutdown: {} },

@@ -1,6 +1,13 @@
 /** Zero code change: the ./auto preload and the ./serve_default runner. */
 import assert from "node:assert/strict";
-import { Conn, exited, freePort, get, Proc } from "./_helpers.ts";
+import {
+  Conn,
+  exited,
+  freePort,
+  get,
+  Proc,
+  SUPERVISOR_FLAGS,
+} from "./_helpers.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 const AUTO = here("../auto.ts");
@@ -63,11 +70,7 @@ for (const [name, app] of Object.entries(APPS)) {
   Deno.test(`auto, ${name} app under the supervisor: 3 restarts under keep-alive load, 0 failures`, async () => {
     const port = freePort();
     const proc = new Proc([
-      "run",
-      "--allow-run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-env",
+      ...SUPERVISOR_FLAGS,
       RESTART,
       "--",
       Deno.execPath(),
@@ -138,6 +141,38 @@ Deno.test("auto: an app that never calls Deno.serve is unchanged (SIGINT kills i
   assert.equal(proc.stderr, "");
 });
 
+Deno.test("auto: if Deno.serve cannot be replaced, it says so and the app still runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const freeze = `${dir}/freeze.ts`;
+  await Deno.writeTextFile(
+    freeze,
+    `Object.defineProperty(Deno, "serve", { value: Deno.serve, writable: false, configurable: false });\n`,
+  );
+  try {
+    const proc = new Proc([
+      "run",
+      "--preload",
+      freeze,
+      "--preload",
+      AUTO,
+      "--allow-net",
+      "--allow-env",
+      APPS.plain,
+      "0",
+    ]);
+    await using _ = proc;
+    await proc.waitFor(LISTENING);
+    assert.match(
+      proc.stderr,
+      /auto: cannot replace Deno\.serve in Deno [\d.]+: servers will stop without draining/,
+    );
+    proc.kill("SIGINT");
+    assert.equal((await proc.status).signal, "SIGINT");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("auto: settings come from GRACEFUL_* variables", async () => {
   const { proc, port } = await preloaded(APPS.plain, {
     GRACEFUL_HEALTH_PATH: "/healthz",
@@ -191,19 +226,26 @@ Deno.test("auto: a bad variable stops the app at start with one line naming it",
   }
 });
 
-Deno.test("serve_default: a `deno serve` module drains on SIGTERM", async () => {
-  const proc = new Proc([
+/** Runs the serve_default runner with `args`. */
+function serveDefault(...args: string[]): Proc {
+  return new Proc([
     "run",
     "--allow-net",
     "--allow-env",
     "--allow-read",
     SERVE_DEFAULT,
+    ...args,
+  ]);
+}
+
+Deno.test("serve_default: a `deno serve` module drains on SIGTERM", async () => {
+  const proc = serveDefault(
     "--port",
     "0",
     "--host",
     "127.0.0.1",
     here("./fixtures/default_app.ts"),
-  ]);
+  );
   await using _ = proc;
   const port = Number((await proc.waitFor(LISTENING))[1]);
   const res = await seed(proc, port, "SIGTERM");
@@ -213,14 +255,7 @@ Deno.test("serve_default: a `deno serve` module drains on SIGTERM", async () => 
 });
 
 Deno.test("serve_default: a module without default { fetch } is one clear line, exit 2", async () => {
-  const proc = new Proc([
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    SERVE_DEFAULT,
-    here("./fixtures/no_server.ts"),
-  ]);
+  const proc = serveDefault(here("./fixtures/no_server.ts"));
   await using _ = proc;
   assert.equal((await proc.status).code, 2);
   assert.match(

@@ -63,6 +63,24 @@ Deno.test("drain: the deadline cuts a never-ending SSE stream cleanly and exits 
   );
 });
 
+Deno.test("drain: with endStreamsAtDeadline false a stream is not wrapped, and is cut at the deadline", async () => {
+  const { proc, port } = await start({
+    drainTimeout: 300,
+    endStreamsAtDeadline: false,
+  });
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  await conn.send("/sse");
+  const stream = conn.read();
+  await new Promise((r) => setTimeout(r, 100));
+  proc.kill("SIGTERM");
+  await assert.rejects(stream, /connection closed by server/);
+  conn.close();
+  assert.equal((await proc.status).code, ExitCode.DeadlineExceeded);
+  assert.match(proc.stderr, /cut 0 request\(s\)/);
+  assert.match(proc.stderr, /still had open responses 1000 ms after the cut/);
+});
+
 Deno.test("drain: a handler still running at the deadline gets 503 + Connection: close", async () => {
   const { proc, port } = await start({ drainTimeout: 300 });
   await using _ = proc;
