@@ -49,7 +49,7 @@ const settings = smoke
   ? {
     rounds: 10,
     seconds: 5,
-    bodies: ["hello", "1mib", "stream"],
+    bodies: ["hello", "1mib", "stream", "stream-unwrapped"],
     shutdownRuns: 20,
     restarts: 100,
     interval: 1500,
@@ -57,7 +57,7 @@ const settings = smoke
   : {
     rounds: 5,
     seconds: 5,
-    bodies: ["hello", "1mib", "stream"],
+    bodies: ["hello", "1mib", "stream", "stream-unwrapped"],
     shutdownRuns: 10,
     restarts: 50,
     interval: 1500,
