@@ -167,11 +167,6 @@ export function svg(runs: RestartRun[], windowMs: number): string {
       }" stroke="#888" stroke-dasharray="4 4"/>`,
     );
   }
-  if (marks.length) {
-    parts.push(
-      `<text x="${x(marks[0]) + 4}" y="${top - 4}" fill="#555">restart</text>`,
-    );
-  }
   // Lines and failure bars.
   runs.forEach((run, i) => {
     const color = COLORS[run.method] ?? "#1f77b4";
@@ -204,4 +199,32 @@ export function svg(runs: RestartRun[], windowMs: number): string {
   });
   parts.push("</svg>");
   return parts.join("\n") + "\n";
+}
+
+/**
+ * Writes results.json, results.md and restarts.svg (the new-connection runs
+ * with tcp_migrate_req 1 where there are any) into `dir`; returns the Markdown.
+ */
+export async function writeReports(
+  dir: string,
+  results: Results,
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/results.json`,
+    JSON.stringify(results, null, 1) + "\n",
+  );
+  const md = markdown(results);
+  await Deno.writeTextFile(`${dir}/results.md`, md);
+  const preferred = results.restarts.filter((r) =>
+    r.mode === "new" && r.migrateReq.startsWith("1")
+  );
+  const runs = preferred.length ? preferred : results.restarts;
+  if (runs.length) {
+    const restarts = Number(results.settings.restarts);
+    const interval = Number(results.settings.interval);
+    const windowMs = Math.min(15_000, 500 + restarts * interval + 1000);
+    await Deno.writeTextFile(`${dir}/restarts.svg`, svg(runs, windowMs));
+  }
+  return md;
 }

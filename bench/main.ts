@@ -7,12 +7,13 @@
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
  *   deno task bench --only=overhead,shutdown,restarts
+ *   deno task bench --report   re-render results.md and restarts.svg from results.json
  *
  * All traffic stays on loopback (restarts in network namespaces of their
  * own where possible); every process started here is ended by pid.
  */
 import { overhead } from "./_overhead.ts";
-import { markdown, type Results, svg } from "./_report.ts";
+import { type Results, writeReports } from "./_report.ts";
 import { type Method, restartRun } from "./_restarts.ts";
 import { canPin, ensureWrk, netns, sh } from "./_run.ts";
 import { shutdownLatency } from "./_shutdown.ts";
@@ -24,14 +25,23 @@ const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(
   ",",
 );
 for (const a of Deno.args) {
-  if (!["--smoke", "--long"].includes(a) && !a.startsWith("--only=")) {
+  if (
+    !["--smoke", "--long", "--report"].includes(a) && !a.startsWith("--only=")
+  ) {
     console.error(
       `bench: unknown option ${
         JSON.stringify(a)
-      }; use --smoke, --long or --only=overhead,shutdown,restarts`,
+      }; use --smoke, --long, --report or --only=overhead,shutdown,restarts`,
     );
     Deno.exit(2);
   }
+}
+const RESULTS = new URL("./results/", import.meta.url).pathname;
+if (args.has("--report")) {
+  // Re-render the Markdown and the chart from the committed results.json.
+  const saved = JSON.parse(await Deno.readTextFile(`${RESULTS}/results.json`));
+  console.log(await writeReports(RESULTS, saved));
+  Deno.exit(0);
 }
 const wanted = (part: string) => !only || only.includes(part);
 const log = (line: string) => console.error(`[bench] ${line}`);
@@ -150,25 +160,8 @@ if (wanted("restarts")) {
 
 const dir = smoke
   ? await Deno.makeTempDir({ prefix: "graceful-bench-" })
-  : new URL("./results/", import.meta.url).pathname;
-await Deno.mkdir(dir, { recursive: true });
-await Deno.writeTextFile(
-  `${dir}/results.json`,
-  JSON.stringify(results, null, 1) + "\n",
-);
-const md = markdown(results);
-await Deno.writeTextFile(`${dir}/results.md`, md);
-const chartRuns = results.restarts.filter((r) =>
-  r.mode === "new" && r.migrateReq.startsWith("1")
-);
-const forChart = chartRuns.length ? chartRuns : results.restarts;
-if (forChart.length) {
-  const windowMs = Math.min(
-    15_000,
-    500 + settings.restarts * settings.interval + 1000,
-  );
-  await Deno.writeTextFile(`${dir}/restarts.svg`, svg(forChart, windowMs));
-}
+  : RESULTS;
+const md = await writeReports(dir, results);
 console.log(md);
 log(`results written to ${dir}`);
 if (smoke) {
