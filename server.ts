@@ -10,7 +10,7 @@
  * @module
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
-import { duration, path } from "./_options.ts";
+import { drainOptions } from "./_options.ts";
 import { detachListeners, isDetachError } from "./_detach.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
@@ -237,35 +237,11 @@ class Server implements GracefulServer {
   readonly lifecycle: Shutdown | undefined;
 
   constructor(options: ServeOptions, handler: GracefulHandler) {
-    this.#drainTimeout = duration(
-      "drainTimeout",
-      options.drainTimeout,
-      10_000,
+    const { drainTimeout, drainDelay, healthPath, endStreams } = drainOptions(
+      options,
     );
-    this.#drainDelay = duration("drainDelay", options.drainDelay, 0);
-    if (this.#drainDelay > this.#drainTimeout) {
-      throw new TypeError(
-        `drainDelay: ${this.#drainDelay} ms is longer than drainTimeout (${this.#drainTimeout} ms)`,
-      );
-    }
-    const healthPath = path("healthPath", options.healthPath);
-    if (
-      options.endStreamsAtDeadline !== undefined &&
-      typeof options.endStreamsAtDeadline !== "boolean"
-    ) {
-      throw new TypeError(
-        `endStreamsAtDeadline: expected true or false, got ${
-          describe(options.endStreamsAtDeadline)
-        }`,
-      );
-    }
-    if (
-      options.signal !== undefined && !(options.signal instanceof AbortSignal)
-    ) {
-      throw new TypeError(
-        `signal: expected an AbortSignal, got ${describe(options.signal)}`,
-      );
-    }
+    this.#drainTimeout = drainTimeout;
+    this.#drainDelay = drainDelay;
     const {
       shutdown,
       signals,
@@ -275,7 +251,7 @@ class Server implements GracefulServer {
       drainTimeout: _t,
       drainDelay: _d,
       healthPath: _h,
-      endStreamsAtDeadline,
+      endStreamsAtDeadline: _e,
       signal,
       ...denoOptions
     } = options;
@@ -296,7 +272,7 @@ class Server implements GracefulServer {
       handler,
       onError: options.onError,
       healthPath,
-      endStreams: endStreamsAtDeadline ?? true,
+      endStreams,
       signal: this.#controller.signal,
       logger: this.#logger,
     });
