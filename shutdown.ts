@@ -314,18 +314,22 @@ export class Shutdown implements Disposable {
   async #runHooks(): Promise<string[]> {
     const failed: string[] = [];
     const budgetEnd = performance.now() + this.#hooksTimeout;
+    let budgetUsed = false;
     for (const hook of [...this.#hooks].reverse()) {
       const left = Math.max(0, budgetEnd - performance.now());
-      const limit = Math.min(hook.timeout ?? left, left);
-      if (limit <= 0) {
+      if (budgetUsed || left <= 0) {
         this.#logger.error(`hook "${hook.name}" skipped: hooksTimeout used up`);
         failed.push(hook.name);
         continue;
       }
-      const problem = await runHook(hook, limit);
+      const own = hook.timeout ?? Infinity;
+      const problem = await runHook(hook, Math.min(own, left));
       if (problem) {
-        this.#logger.error(`hook "${hook.name}" ${problem}`);
+        this.#logger.error(`hook "${hook.name}" ${problem.message}`);
         failed.push(hook.name);
+        // Timed out on what was left of the budget, not on its own timeout:
+        // the budget is gone (timers may fire a hair before the clock agrees).
+        if (problem.timedOut && own > left) budgetUsed = true;
       }
     }
     return failed;
@@ -336,9 +340,12 @@ export class Shutdown implements Disposable {
 async function runHook(
   hook: HookEntry,
   limit: number,
-): Promise<string | undefined> {
+): Promise<{ message: string; timedOut: boolean } | undefined> {
   const controller = new AbortController();
-  const limitTimer = timer(limit, `timed out after ${Math.round(limit)} ms`);
+  const limitTimer = timer(limit, {
+    message: `timed out after ${Math.round(limit)} ms`,
+    timedOut: true,
+  });
   limitTimer.promise.then(() =>
     controller.abort(new DOMException("hook timed out", "TimeoutError"))
   );
@@ -351,7 +358,12 @@ async function runHook(
       limitTimer.promise,
     ]);
   } catch (error) {
-    return `failed: ${error instanceof Error ? error.message : String(error)}`;
+    return {
+      message: `failed: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      timedOut: false,
+    };
   } finally {
     limitTimer.clear();
   }

@@ -20,12 +20,9 @@ const APPS = {
 };
 const LISTENING = /listening on http:\/\/[^:]+:(\d+)\//;
 
-async function preloaded(
-  app: string,
-  env: Record<string, string> = {},
-  port = 0,
-) {
-  const proc = new Proc([
+/** `deno run` an unmodified app under the auto preload. */
+function preloadArgs(app: string, port = 0): string[] {
+  return [
     "run",
     "--preload",
     AUTO,
@@ -34,7 +31,15 @@ async function preloaded(
     "--allow-read",
     app,
     String(port),
-  ], env);
+  ];
+}
+
+async function preloaded(
+  app: string,
+  env: Record<string, string> = {},
+  port = 0,
+) {
+  const proc = new Proc(preloadArgs(app, port), env);
   const m = await proc.waitFor(LISTENING, 120_000);
   return { proc, port: Number(m[1]) };
 }
@@ -208,15 +213,7 @@ Deno.test("auto: a bad variable stops the app at start with one line naming it",
       ["GRACEFUL_QUIET", "yes", /GRACEFUL_QUIET: expected 0 or 1, got "yes"/],
     ] as const
   ) {
-    const proc = new Proc([
-      "run",
-      "--preload",
-      AUTO,
-      "--allow-net",
-      "--allow-env",
-      APPS.plain,
-      "0",
-    ], {
+    const proc = new Proc(preloadArgs(APPS.plain), {
       [name]: value,
     });
     await using _ = proc;
