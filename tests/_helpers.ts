@@ -190,12 +190,19 @@ export class Conn {
     await this.#conn.write(encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
   }
 
-  async request(
+  /**
+   * Sends a request and reads its response. The promise is marked handled:
+   * tests often await it only after signalling the server, and a failure in
+   * between must surface at that await, not as an unhandled rejection that
+   * hides the test's own assertion.
+   */
+  request(
     path: string,
     headers: Record<string, string> = {},
   ): Promise<RawResponse> {
-    await this.send(path, headers);
-    return await this.read();
+    const response = this.send(path, headers).then(() => this.read());
+    response.catch(() => {});
+    return response;
   }
 
   /** Reads one whole response (content-length or chunked). */
