@@ -46,7 +46,12 @@ export function main(args: string[]): void {
       hostname,
       onListen: ({ hostname, port }) =>
         console.log(`listening on http://${hostname}:${port}/`),
-    }, async () => {
+    }, async (request) => {
+      console.log(
+        `${request.method} ${
+          new URL(request.url).pathname
+        }: answering in ${delay} ms`,
+      );
       await new Promise((resolve) => setTimeout(resolve, delay));
       return new Response("hello world\n");
     });

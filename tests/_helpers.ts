@@ -312,6 +312,14 @@ export async function assertRefused(port: number, ms = 1000): Promise<number> {
   }
 }
 
+/** Waits until the fixture server has logged `n` in-flight requests to `path`. */
+export function inFlight(proc: Proc, path: string, n = 1): Promise<unknown> {
+  const line = `in flight: [A-Z]+ ${
+    path.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
+  }\\n`;
+  return proc.waitFor(new RegExp(`(${line}[\\s\\S]*){${n}}`));
+}
+
 /** Waits for exit; returns the status and ms since the given mark. */
 export async function exited(proc: Proc, since: number) {
   const status = await proc.status;

@@ -105,15 +105,17 @@ Deno.test("shutdown() is idempotent and aborts server.signal", async () => {
 
 Deno.test("the signal option drains gracefully: the in-flight request completes", async () => {
   const controller = new AbortController();
+  const started = Promise.withResolvers<void>();
   const server = serve(
     { ...quiet, logger: false, signal: controller.signal },
     async () => {
+      started.resolve();
       await new Promise((r) => setTimeout(r, 200));
       return new Response("finished");
     },
   );
   const pending = fetch(`http://127.0.0.1:${server.addr.port}/`);
-  await new Promise((r) => setTimeout(r, 50));
+  await started.promise;
   controller.abort();
   const res = await pending;
   assert.equal(res.status, 200);

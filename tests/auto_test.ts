@@ -5,6 +5,7 @@ import {
   exited,
   freePort,
   get,
+  inFlight,
   Proc,
   SUPERVISOR_FLAGS,
 } from "./_helpers.ts";
@@ -48,7 +49,7 @@ async function preloaded(
 async function seed(proc: Proc, port: number, signal: Deno.Signal = "SIGINT") {
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=600");
-  await new Promise((r) => setTimeout(r, 150));
+  await inFlight(proc, "/slow");
   proc.kill(signal);
   try {
     return await pending;

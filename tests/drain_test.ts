@@ -1,6 +1,13 @@
 /** Drain behaviour of serve(), through the fixture app in a real process. */
 import assert from "node:assert/strict";
-import { assertRefused, Conn, exited, get, start } from "./_helpers.ts";
+import {
+  assertRefused,
+  Conn,
+  exited,
+  get,
+  inFlight,
+  start,
+} from "./_helpers.ts";
 import { ExitCode } from "../shutdown.ts";
 
 Deno.test("drain: new connections are refused, in-flight finishes with Connection: close", async () => {
@@ -8,7 +15,7 @@ Deno.test("drain: new connections are refused, in-flight finishes with Connectio
   await using _ = proc;
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=600");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGTERM");
   await proc.waitFor(/draining .*: 1 in flight, deadline 10000 ms/);
   await assertRefused(port);
@@ -42,7 +49,7 @@ Deno.test("drain: the deadline cuts a never-ending SSE stream cleanly and exits 
   await conn.send("/sse");
   let chunks = 0;
   const stream = conn.read(() => chunks++);
-  await new Promise((r) => setTimeout(r, 150));
+  await inFlight(proc, "/sse");
   const signalled = performance.now();
   proc.kill("SIGTERM");
   const res = await stream; // a complete chunked body: the stream was ended, not reset
@@ -72,7 +79,7 @@ Deno.test("drain: with endStreamsAtDeadline false a stream is not wrapped, and i
   const conn = await Conn.open(port);
   await conn.send("/sse");
   const stream = conn.read();
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/sse");
   proc.kill("SIGTERM");
   await assert.rejects(stream, /connection closed by server/);
   conn.close();
@@ -86,7 +93,7 @@ Deno.test("drain: a handler still running at the deadline gets 503 + Connection:
   await using _ = proc;
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=5000");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGINT");
   const res = await pending;
   conn.close();
@@ -102,7 +109,7 @@ Deno.test("drain: a cooperating SSE handler sends its last event and ends before
   const conn = await Conn.open(port);
   await conn.send("/sse-coop");
   const stream = conn.read();
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/sse-coop");
   const signalled = performance.now();
   proc.kill("SIGTERM");
   const res = await stream;
@@ -139,7 +146,7 @@ Deno.test("drain: a second signal exits at once with 128 + signal number", async
   await using _ = proc;
   const conn = await Conn.open(port);
   conn.send("/slow?ms=10000");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGINT");
   await proc.waitFor(/draining/);
   const second = performance.now();
@@ -156,7 +163,7 @@ Deno.test("drain: second SIGTERM exits 143", async () => {
   await using _ = proc;
   const conn = await Conn.open(port);
   conn.send("/slow?ms=10000");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGTERM");
   await proc.waitFor(/draining/);
   proc.kill("SIGTERM");
@@ -176,7 +183,7 @@ Deno.test("hooks: run after the drain in reverse order; a failing hook sets exit
   await using _ = proc;
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=300");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGTERM");
   assert.equal((await pending).status, 200);
   conn.close();

@@ -5,6 +5,7 @@ import {
   exited,
   freePort,
   get,
+  inFlight,
   netns,
   Proc,
   SUPERVISOR_FLAGS,
@@ -173,7 +174,7 @@ Deno.test("restart: a 3 s request in flight completes with 200 from the old work
   const [oldPid] = readyPids(proc);
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=3000");
-  await new Promise((r) => setTimeout(r, 200));
+  await inFlight(proc, "/slow");
   proc.kill("SIGHUP");
   const [newPid] = await servingPids(proc, 2);
   assert.notEqual(newPid, oldPid);
@@ -320,7 +321,7 @@ Deno.test("stop: SIGTERM drains the workers, the in-flight request completes, ex
   const pids = readyPids(proc);
   const conn = await Conn.open(port);
   const pending = conn.request("/slow?ms=500");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   proc.kill("SIGTERM");
   const res = await pending;
   conn.close();
@@ -337,7 +338,7 @@ Deno.test("stop: a second SIGINT kills the workers and exits 130", async () => {
   const [pid] = readyPids(proc);
   const conn = await Conn.open(port);
   conn.send("/slow?ms=10000");
-  await new Promise((r) => setTimeout(r, 100));
+  await inFlight(proc, "/slow");
   Deno.kill(proc.pid, "SIGINT");
   await proc.waitFor(/SIGINT received: stopping/);
   Deno.kill(proc.pid, "SIGINT");

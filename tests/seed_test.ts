@@ -15,8 +15,7 @@ async function seed(signal: Deno.Signal) {
   const conn = await Conn.open(port);
   const sent = performance.now();
   const response = conn.request("/");
-  // The request is in flight once the handler holds it: give the socket a turn.
-  await new Promise((r) => setTimeout(r, 200));
+  await proc.waitFor(/GET \/: answering in 3000 ms/);
   proc.kill(signal);
   await proc.waitFor(/draining .* 1 in flight/);
   await assertRefused(port);
