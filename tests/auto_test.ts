@@ -22,7 +22,7 @@ const APPS = {
 const LISTENING = /listening on http:\/\/[^:]+:(\d+)\//;
 
 /** `deno run` an unmodified app under the auto preload. */
-function preloadArgs(app: string, port = 0): string[] {
+function preloadArgs(app: string, port = 0, flags: string[] = []): string[] {
   return [
     "run",
     "--preload",
@@ -30,6 +30,7 @@ function preloadArgs(app: string, port = 0): string[] {
     "--allow-net",
     "--allow-env",
     "--allow-read",
+    ...flags,
     app,
     String(port),
   ];
@@ -80,15 +81,7 @@ for (const [name, app] of Object.entries(APPS)) {
       RESTART,
       "--",
       Deno.execPath(),
-      "run",
-      "--preload",
-      AUTO,
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--unstable-net",
-      app,
-      String(port),
+      ...preloadArgs(app, port, ["--unstable-net"]),
     ]);
     await using _ = proc;
     await proc.waitFor(/generation 1\) ready/, 120_000);
