@@ -10,6 +10,7 @@ class Pool {
   #open = true;
   async query(sql: string): Promise<string> {
     if (!this.#open) throw new Error("pool is closed");
+    console.log(`query: ${sql}`);
     await new Promise((resolve) => setTimeout(resolve, 300));
     return `result of ${sql}`;
   }

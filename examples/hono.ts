@@ -3,9 +3,11 @@
  *   deno run --allow-net examples/hono.ts [port]
  */
 import { Hono } from "hono";
+import { logger } from "hono/logger";
 import { serve } from "../mod.ts";
 
 const app = new Hono();
+app.use(logger());
 app.get("/", (c) => c.text("hello from hono\n"));
 app.get("/slow", async (c) => {
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -12,7 +12,9 @@ serve({
   onListen: ({ hostname, port }) =>
     console.log(`listening on http://${hostname}:${port}/`),
 }, async (req) => {
-  const ms = Number(new URL(req.url).searchParams.get("ms") ?? 0);
+  const url = new URL(req.url);
+  const ms = Number(url.searchParams.get("ms") ?? 0);
+  console.log(`${req.method} ${url.pathname}${url.search}`);
   await new Promise((resolve) => setTimeout(resolve, ms));
   return new Response(`hello after ${ms} ms\n`);
 });

@@ -22,7 +22,7 @@ Deno.test("example plain: in-flight request survives SIGTERM, health flips", asy
   assert.equal((await get(port, "/healthz")).status, 200);
   const conn = await Conn.open(port);
   const pending = conn.request("/?ms=400");
-  await new Promise((r) => setTimeout(r, 100));
+  await proc.waitFor(/GET \/\?ms=400/);
   proc.kill("SIGTERM");
   const res = await pending;
   conn.close();
@@ -37,7 +37,7 @@ Deno.test("example hono: a Hono app drains like any handler", async () => {
   assert.equal((await get(port, "/")).body, "hello from hono\n");
   const conn = await Conn.open(port);
   const pending = conn.request("/slow");
-  await new Promise((r) => setTimeout(r, 100));
+  await proc.waitFor(/<-- GET \/slow/);
   proc.kill("SIGINT");
   const res = await pending;
   conn.close();
@@ -52,7 +52,7 @@ Deno.test("example database: the pool closes after the last query, not before", 
   await using _ = proc;
   const conn = await Conn.open(port);
   const pending = conn.request("/");
-  await new Promise((r) => setTimeout(r, 100));
+  await proc.waitFor(/query: select 1/);
   proc.kill("SIGTERM");
   const res = await pending;
   conn.close();
