@@ -15,7 +15,7 @@ import type { DrainContext } from "./shutdown.ts";
 export const SUPERVISOR_ENV = "GRACEFUL_SUPERVISOR";
 
 /** Exit status when a supervised worker cannot use `reusePort`. */
-export const EXIT_NO_REUSEPORT = 78;
+const EXIT_NO_REUSEPORT = 78;
 
 /** What the link drives: a lifecycle (or a lone server) that can drain. */
 export interface DrainTarget {
@@ -54,7 +54,7 @@ function readAddress(): Address | undefined {
 }
 
 /** True when the unstable net APIs (`reusePort`) are enabled. */
-export function hasReusePort(): boolean {
+function hasReusePort(): boolean {
   return typeof (Deno as unknown as Record<string, unknown>).listenDatagram ===
     "function";
 }

@@ -92,8 +92,10 @@ export class Supervisor {
   #queuedRestart: Promise<boolean> | undefined;
   #stopping: Promise<void> | undefined;
   #stopped = Promise.withResolvers<void>();
-  /** Whether queued connections migrate to a sibling listener (Linux setting). */
-  readonly migrates: boolean = Supervisor.migrateReq() === "1";
+  /** `net.ipv4.tcp_migrate_req` as read once at construction, if readable. */
+  readonly tcpMigrateReq: string | undefined = Supervisor.migrateReq();
+  /** Whether queued connections migrate to a sibling listener. */
+  readonly migrates: boolean = this.tcpMigrateReq === "1";
   /** False where `reusePort` is unavailable: restarts stop, then start. */
   readonly overlap: boolean = Deno.build.os === "linux";
 

@@ -78,7 +78,6 @@ function pathOf(url: string): string {
 export class Traffic {
   #pending = new Set<Work>();
   #streams = new Set<Work>();
-  #idle: (() => void) | undefined;
   #options: TrafficOptions;
   /** True from the moment the server starts draining. */
   draining = false;
@@ -147,28 +146,7 @@ export class Traffic {
         work.cut?.();
       }
     }
-    this.#checkIdle();
     return cut;
-  }
-
-  /** Resolves once nothing is in flight. */
-  idle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const previous = this.#idle;
-      this.#idle = () => {
-        previous?.();
-        resolve();
-      };
-    });
-  }
-
-  #checkIdle() {
-    if (this.#idle && this.inFlight === 0) {
-      const notify = this.#idle;
-      this.#idle = undefined;
-      notify();
-    }
   }
 
   #settle(work: Work, res: Response): Response {
@@ -198,7 +176,6 @@ export class Traffic {
 
   #finished() {
     if (this.draining) this.drained++;
-    this.#checkIdle();
   }
 
   async #failed(request: Request, error: unknown): Promise<Response> {

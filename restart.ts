@@ -89,7 +89,7 @@ export async function supervise(
       `reusePort is not available on ${Deno.build.os}: restarts stop the old workers before starting new ones (downtime)`,
     );
   } else {
-    const migrate = Supervisor.migrateReq();
+    const migrate = supervisor.tcpMigrateReq;
     if (migrate !== "1") {
       logger.warn(
         `net.ipv4.tcp_migrate_req is ${

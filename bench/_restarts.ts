@@ -18,6 +18,7 @@ import {
   SERVER,
   SUPERVISOR_FLAGS,
 } from "./_run.ts";
+import { Supervisor } from "../restart.ts";
 
 /** A restart method. */
 export type Method = "naive" | "handoff" | "supervisor";
@@ -128,7 +129,9 @@ export async function restartRun(
 ): Promise<RestartRun> {
   const ns = await netns(migrateReq);
   const prefix = ns?.prefix ?? [];
-  const actual = ns ? String(migrateReq) : hostMigrateReq();
+  const actual = ns
+    ? String(migrateReq)
+    : `${Supervisor.migrateReq() ?? "unknown"} (host)`;
   try {
     const target = method === "naive"
       ? await naive(prefix)
@@ -181,17 +184,5 @@ export async function restartRun(
     };
   } finally {
     await ns?.[Symbol.asyncDispose]();
-  }
-}
-
-function hostMigrateReq(): string {
-  try {
-    const out = new Deno.Command("cat", {
-      args: ["/proc/sys/net/ipv4/tcp_migrate_req"],
-      stderr: "null",
-    }).outputSync();
-    return new TextDecoder().decode(out.stdout).trim() + " (host)";
-  } catch {
-    return "unknown (host)";
   }
 }
