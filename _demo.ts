@@ -2,6 +2,7 @@
  * The seed demo behind `deno run --allow-net server.ts`: `GET /` waits 3 s
  * and answers `hello world`; Ctrl+C lets it finish before the process exits.
  */
+import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./_cli.ts";
 import { serve } from "./server.ts";
 
 const USAGE =
@@ -14,27 +15,24 @@ interface DemoArgs {
 }
 
 function parse(args: string[]): DemoArgs {
-  const out: DemoArgs = { port: 8080, hostname: "0.0.0.0", delay: 3000 };
-  for (let i = 0; i < args.length; i++) {
-    const flag = args[i];
-    const [name, inline] = flag.split("=", 2);
-    const value = inline ?? args[++i];
-    if (value === undefined) throw new Error(`${name} needs a value\n${USAGE}`);
-    if (name === "--host") {
-      out.hostname = value;
-    } else if (name === "--port" || name === "--delay") {
-      const n = Number(value);
-      const max = name === "--port" ? 65535 : Infinity;
-      if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > max) {
-        throw new Error(`${name}: expected a whole number, got "${value}"`);
-      }
-      if (name === "--port") out.port = n;
-      else out.delay = n;
-    } else {
-      throw new Error(`unknown option "${flag}"\n${USAGE}`);
-    }
+  const { values, positionals } = parseFlags(args, {
+    port: { type: "string" },
+    host: { type: "string" },
+    delay: { type: "string" },
+  });
+  if (positionals.length > 0) {
+    throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}`);
   }
-  return out;
+  const { port = "8080", host = "0.0.0.0", delay = "3000" } = values as Record<
+    string,
+    string | undefined
+  >;
+  if (host === "") throw new Error("--host needs a value");
+  return {
+    port: wholeNumber("--port", port, 0, 65535),
+    hostname: host,
+    delay: wholeNumber("--delay", delay, 0, MAX_TIMER_MS),
+  };
 }
 
 /** Runs the demo; exits non-zero with one line on bad input or a busy port. */
@@ -56,9 +54,9 @@ export function main(args: string[]): void {
       return new Response("hello world\n");
     });
   } catch (error) {
-    console.error(
-      `server.ts: ${error instanceof Error ? error.message : error}`,
-    );
+    const message = error instanceof Error ? error.message : String(error);
+    const usage = error instanceof Deno.errors.AddrInUse ? "" : `\n${USAGE}`;
+    console.error(`server.ts: ${message}${usage}`);
     Deno.exit(error instanceof Deno.errors.AddrInUse ? 1 : 2);
   }
 }

@@ -29,7 +29,7 @@ import {
   Supervisor,
   type SupervisorOptions,
 } from "./_supervisor.ts";
-import { signalExitCode } from "./_signals.ts";
+import { SAME_SIGNAL_MS, signalExitCode, signalKind } from "./_signals.ts";
 
 export { NotReadyError, Supervisor };
 export type { Logger, SupervisorOptions };
@@ -107,13 +107,19 @@ export async function supervise(
     Deno.addSignalListener(name, fn);
     listeners.push([name, fn]);
   };
-  let stopping = false;
+  const kind = signalKind();
   if (options.signals !== false) {
     for (const name of STOP_SIGNALS) {
       on(name, () => {
-        if (!stopping) {
-          stopping = true;
+        const what = kind();
+        if (what === "first") {
           supervisor.stop(`${name} received`);
+          return;
+        }
+        if (what === "echo") {
+          logger.info(
+            `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one`,
+          );
           return;
         }
         const code = signalExitCode(name);

@@ -22,7 +22,13 @@
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { duration } from "./_options.ts";
 import { timer } from "./_timer.ts";
-import { defaultSignals, signalExitCode, signalList } from "./_signals.ts";
+import {
+  defaultSignals,
+  SAME_SIGNAL_MS,
+  signalExitCode,
+  signalKind,
+  signalList,
+} from "./_signals.ts";
 
 export type { Logger } from "./_log.ts";
 export { defaultSignals };
@@ -132,7 +138,9 @@ interface HookEntry {
  * Coordinates a graceful stop of the whole process: on the first signal it
  * aborts {@linkcode Shutdown.signal}, waits for every drainer, runs the hooks
  * in reverse order of registration, then exits with an
- * {@linkcode ExitCode}. On a second signal it exits at once.
+ * {@linkcode ExitCode}. On a second signal it exits at once; a copy that
+ * arrives within 200 ms of the first is the same key press (a terminal and
+ * `deno task` both deliver Ctrl+C) and is ignored.
  *
  * It does not stop servers by itself: `serve()` registers each server as a
  * drainer. It installs nothing until {@linkcode Shutdown.listen} is called,
@@ -162,6 +170,7 @@ export class Shutdown implements Disposable {
   #drainers = new Set<Drainer>();
   #listening = new Map<Deno.Signal, () => void>();
   #result: Promise<ShutdownResult> | undefined;
+  #kind = signalKind();
 
   /** Creates a shutdown coordinator; installs nothing yet. */
   constructor(options: ShutdownOptions = {}) {
@@ -268,11 +277,18 @@ export class Shutdown implements Disposable {
   }
 
   #onSignal(name: Deno.Signal) {
-    if (!this.#result) {
+    const kind = this.#kind();
+    if (kind === "first" && !this.#result) {
       this.#logger.info(
         `${name} received: shutting down gracefully (send ${name} again to exit at once)`,
       );
       this.start(name);
+      return;
+    }
+    if (kind === "echo") {
+      this.#logger.info(
+        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a terminal and \`deno task\` both deliver Ctrl+C)`,
+      );
       return;
     }
     const code = signalExitCode(name);

@@ -127,7 +127,8 @@ export async function restartRun(
   restarts: number,
   interval: number,
 ): Promise<RestartRun> {
-  const ns = await netns(migrateReq);
+  const made = await netns(migrateReq);
+  const ns = typeof made === "string" ? undefined : made;
   const prefix = ns?.prefix ?? [];
   const actual = ns
     ? String(migrateReq)

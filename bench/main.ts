@@ -125,13 +125,10 @@ if (wanted("shutdown")) {
 }
 if (wanted("restarts")) {
   const probe = await netns();
-  await probe?.[Symbol.asyncDispose]();
-  const migrates: (0 | 1)[] = probe ? [0, 1] : [1];
-  if (!probe) {
-    log(
-      "no network namespaces here (needs root and iproute2): restarts run on the host",
-    );
-  }
+  const missing = typeof probe === "string" ? probe : undefined;
+  if (typeof probe !== "string") await probe[Symbol.asyncDispose]();
+  const migrates: (0 | 1)[] = missing ? [1] : [0, 1];
+  if (missing) log(`${missing}: restarts run on the host`);
   const configs: [Method, "keepalive" | "new", 0 | 1][] = smoke
     ? [["supervisor", "keepalive", 1]]
     : migrates.flatMap((m) =>
@@ -163,7 +160,7 @@ const dir = smoke
   : RESULTS;
 const md = await writeReports(dir, results);
 console.log(md);
-log(`results written to ${dir}`);
+if (!smoke) log(`results written to ${dir}`);
 if (smoke) {
   const ok = results.shutdown.length > 0 &&
     (!wanted("restarts") || results.restarts.every((r) => r.ok > 0));

@@ -2,7 +2,7 @@
  * A Hono app from npm, served gracefully: pass `app.fetch` as the handler.
  *   deno run --allow-net examples/hono.ts [port]
  */
-import { Hono } from "hono";
+import { Hono } from "npm:hono@^4";
 import { logger } from "hono/logger";
 import { serve } from "../mod.ts";
 

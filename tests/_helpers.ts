@@ -20,15 +20,25 @@ export class Proc {
   readonly status: Promise<Deno.CommandStatus>;
   readonly started = performance.now();
 
-  /** Runs `deno ARGS`, behind `prefix` (e.g. `ip netns exec NS`) if given. */
+  /** True when the process leads a process group of its own (see {@linkcode Proc.group}). */
+  readonly leadsGroup: boolean;
+
+  /**
+   * Runs `deno ARGS`, behind `prefix` (e.g. `ip netns exec NS`) if given;
+   * with `raw`, runs `prefix` alone as the whole command line.
+   */
   constructor(
     args: string[],
     env: Record<string, string> = {},
     prefix: string[] = [],
+    raw = false,
   ) {
-    const [command, ...before] = [...prefix, Deno.execPath()];
+    this.leadsGroup = prefix[0] === "setsid";
+    const [command, ...rest] = raw
+      ? prefix
+      : [...prefix, Deno.execPath(), ...args];
     this.child = new Deno.Command(command, {
-      args: [...before, ...args],
+      args: rest,
       env: { NO_COLOR: "1", ...env },
       stdin: "piped",
       stdout: "piped",
@@ -58,6 +68,34 @@ export class Proc {
 
   get pid(): number {
     return this.child.pid;
+  }
+
+  /**
+   * Runs `deno ARGS` as a shell runs a command: in a process group of its
+   * own (`setsid`, which does not fork here: a spawned child leads no group),
+   * so that {@linkcode Proc.kill} reaches every process in it, as Ctrl+C does.
+   */
+  static group(args: string[], env: Record<string, string> = {}): Proc {
+    return new Proc(args, env, ["setsid"]);
+  }
+
+  /**
+   * Runs `deno ARGS` in a real pseudo-terminal (`script` from util-linux):
+   * {@linkcode Proc.press} then types into it, so `"\x03"` is a real Ctrl+C
+   * that the terminal turns into SIGINT for its whole foreground group.
+   * Output arrives on stdout (the terminal merges both streams).
+   */
+  static pty(args: string[], env: Record<string, string> = {}): Proc {
+    const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+    const line = [Deno.execPath(), ...args].map(quote).join(" ");
+    return new Proc([], env, ["script", "-qfec", line, "/dev/null"], true);
+  }
+
+  /** Types `keys` into the process's stdin (its terminal, for {@linkcode Proc.pty}). */
+  async press(keys: string): Promise<void> {
+    const writer = this.child.stdin.getWriter();
+    await writer.write(encoder.encode(keys));
+    writer.releaseLock();
   }
 
   /** Resolves when `pattern` appears in stdout+stderr; rejects if the process ends first or after `ms`. */
@@ -112,9 +150,10 @@ export class Proc {
     return `--- stdout\n${this.stdout}--- stderr\n${this.stderr}`;
   }
 
+  /** Signals the process, or its whole group if it leads one (like Ctrl+C). */
   kill(signal: Deno.Signal = "SIGTERM") {
     try {
-      Deno.kill(this.pid, signal);
+      Deno.kill(this.leadsGroup ? -this.pid : this.pid, signal);
     } catch {
       // already gone
     }
@@ -338,41 +377,46 @@ export interface Netns extends AsyncDisposable {
 
 let nsCount = 0;
 
-async function run(cmd: string[]): Promise<boolean> {
+async function run(cmd: string[]): Promise<string | undefined> {
   try {
     const out = await new Deno.Command(cmd[0], {
       args: cmd.slice(1),
       stdout: "null",
-      stderr: "null",
+      stderr: "piped",
     }).output();
-    return out.success;
-  } catch {
-    return false;
+    return out.success
+      ? undefined
+      : `\`${cmd.join(" ")}\` failed: ${
+        new TextDecoder().decode(out.stderr).trim() || `exit ${out.code}`
+      }`;
+  } catch (error) {
+    return `\`${cmd[0]}\` cannot run: ${(error as Error).message}`;
   }
 }
 
 /**
  * Creates a network namespace with loopback up and
- * `net.ipv4.tcp_migrate_req=1`, so queued connections move to a sibling
- * listener instead of being reset, without touching the host's setting.
- * Needs root and `ip` (iproute2); returns undefined where they are missing.
+ * `net.ipv4.tcp_migrate_req` set, so a test controls the setting without
+ * touching the host's. Needs root and `ip` (iproute2); returns why not
+ * (one line) where that fails.
  */
-export async function netns(migrateReq = 1): Promise<Netns | undefined> {
+export async function netns(migrateReq = 1): Promise<Netns | string> {
   const name = `graceful-${Deno.pid}-${++nsCount}`;
-  if (!(await run(["ip", "netns", "add", name]))) return undefined;
+  const failed = await run(["ip", "netns", "add", name]);
+  if (failed) return `no network namespace: ${failed}`;
   const prefix = ["ip", "netns", "exec", name];
-  const ok = await run([...prefix, "ip", "link", "set", "lo", "up"]) &&
+  // /proc/sys directly: `sysctl` lives in /usr/sbin, often not on PATH.
+  const problem = await run([...prefix, "ip", "link", "set", "lo", "up"]) ??
     await run([
       ...prefix,
-      "sysctl",
-      "-q",
-      "-w",
-      `net.ipv4.tcp_migrate_req=${migrateReq}`,
+      "sh",
+      "-c",
+      `echo ${migrateReq} > /proc/sys/net/ipv4/tcp_migrate_req`,
     ]);
   const dispose = async () => void (await run(["ip", "netns", "del", name]));
-  if (!ok) {
+  if (problem) {
     await dispose();
-    return undefined;
+    return `network namespace unusable: ${problem}`;
   }
   return { prefix, [Symbol.asyncDispose]: dispose };
 }

@@ -6,6 +6,7 @@ import {
   freePort,
   get,
   inFlight,
+  type Netns,
   netns,
   Proc,
   SUPERVISOR_FLAGS,
@@ -89,9 +90,10 @@ interface LoadResult {
 
 async function restartsUnderLoad(
   mode: "keepalive" | "new",
-  prefix: string[],
+  ns: { prefix: string[]; migrateReq: 0 | 1 } | undefined,
   workerFlags: string[] = [],
 ) {
+  const prefix = ns?.prefix ?? [];
   const port = prefix.length ? 18080 : freePort();
   const { proc } = await supervise({
     port,
@@ -116,9 +118,13 @@ async function restartsUnderLoad(
     prefix,
   );
   await using __ = load;
-  // The supervisor says whether queued connections will be migrated.
-  if (prefix.length) assert.doesNotMatch(proc.stderr, /tcp_migrate_req is/);
-  else assert.match(proc.stderr, /net\.ipv4\.tcp_migrate_req is [0u]/);
+  // The supervisor says when queued connections will not be migrated (in a
+  // namespace of the test's own, the setting is known; on the host, not).
+  if (ns?.migrateReq === 1) {
+    assert.doesNotMatch(proc.stderr, /tcp_migrate_req is/);
+  } else if (ns?.migrateReq === 0) {
+    assert.match(proc.stderr, /net\.ipv4\.tcp_migrate_req is 0/);
+  }
   await load.waitFor(/load running/);
   let pids: string[] = [];
   for (let generation = 2; generation <= 6; generation++) {
@@ -149,22 +155,37 @@ async function restartsUnderLoad(
   assert.equal((await proc.status).code, 0);
 }
 
-const ns = await netns();
-const nsAvailable = ns !== undefined;
-await ns?.[Symbol.asyncDispose]();
+const probe = await netns();
+const nsMissing = typeof probe === "string" ? probe : undefined;
+if (typeof probe !== "string") await probe[Symbol.asyncDispose]();
+if (nsMissing) {
+  console.error(`skipped: the new-connection restart test needs ${nsMissing}`);
+}
 
-Deno.test("restart under 1000 req/s, keep-alive client, 5 restarts: 0 failures", async () => {
-  await using ns = await netns();
-  await restartsUnderLoad("keepalive", ns?.prefix ?? []);
+/** A namespace for a test, or a failure naming why there is none. */
+async function namespace(migrateReq = 1): Promise<Netns> {
+  const ns = await netns(migrateReq);
+  if (typeof ns === "string") throw new Error(ns);
+  return ns;
+}
+
+Deno.test("restart under 1000 req/s, keep-alive client, 5 restarts: 0 failures (tcp_migrate_req=0 where namespaces exist)", async () => {
+  await using ns = nsMissing ? undefined : await namespace(0);
+  await restartsUnderLoad(
+    "keepalive",
+    ns && { prefix: ns.prefix, migrateReq: 0 },
+  );
 });
 
 Deno.test({
   name:
     "restart under 1000 req/s, a new connection per request, 5 restarts: 0 failures (tcp_migrate_req=1, --allow-ffi)",
-  ignore: !nsAvailable,
+  ignore: nsMissing !== undefined,
   async fn() {
-    await using ns = await netns();
-    await restartsUnderLoad("new", ns!.prefix, ["--allow-ffi"]);
+    await using ns = await namespace(1);
+    await restartsUnderLoad("new", { prefix: ns.prefix, migrateReq: 1 }, [
+      "--allow-ffi",
+    ]);
   },
 });
 
@@ -341,6 +362,7 @@ Deno.test("stop: a second SIGINT kills the workers and exits 130", async () => {
   await inFlight(proc, "/slow");
   Deno.kill(proc.pid, "SIGINT");
   await proc.waitFor(/SIGINT received: stopping/);
+  await new Promise((r) => setTimeout(r, 1000)); // a deliberate second press
   Deno.kill(proc.pid, "SIGINT");
   assert.equal((await proc.status).code, 130);
   conn.close();
