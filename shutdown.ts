@@ -287,7 +287,7 @@ export class Shutdown implements Disposable {
     }
     if (kind === "echo") {
       this.#logger.info(
-        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a terminal and \`deno task\` both deliver Ctrl+C)`,
+        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a wrapper such as \`deno task\` forwards the signal its process group already got)`,
       );
       return;
     }

@@ -2,8 +2,12 @@
  * A Hono app from npm, served gracefully: pass `app.fetch` as the handler.
  *   deno run --allow-net examples/hono.ts [port]
  */
+// Inline on purpose: in deno.json's import map it would be downloaded by every
+// `deno task`, the demo and the tests included.
+// deno-lint-ignore no-import-prefix
 import { Hono } from "npm:hono@^4";
-import { logger } from "hono/logger";
+// deno-lint-ignore no-import-prefix
+import { logger } from "npm:hono@^4/logger";
 import { serve } from "../mod.ts";
 
 const app = new Hono();

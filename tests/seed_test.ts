@@ -172,7 +172,7 @@ Deno.test("seed under `deno task start`: Ctrl+C to the process group lets the 3 
     "0",
     ...LOCAL,
   ]);
-  await ctrlCUnderTask(proc, async () => proc.kill("SIGINT"));
+  await ctrlCUnderTask(proc, () => Promise.resolve(proc.kill("SIGINT")));
 });
 
 Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s request finish, exit 0", async () => {
@@ -220,7 +220,7 @@ Deno.test({
     ], true);
     // npm's own rule: npx waits for the task, then reports 130 for any
     // Ctrl+C, whatever the task's status. The server's last line says 0.
-    await ctrlCUnderTask(proc, async () => proc.kill("SIGINT"), 130);
+    await ctrlCUnderTask(proc, () => Promise.resolve(proc.kill("SIGINT")), 130);
   },
 });
 
