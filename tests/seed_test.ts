@@ -175,7 +175,10 @@ Deno.test("seed under `deno task start`: Ctrl+C to the process group lets the 3 
   await ctrlCUnderTask(proc, () => Promise.resolve(proc.kill("SIGINT")));
 });
 
-Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s request finish, exit 0", async () => {
+/** Digits, addresses and ports as `N`, so a transcript compares across runs. */
+const shape = (line: string) => line.replace(/\d+([.:]\d+)*/g, "N");
+
+Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s request finish, exit 0; the README's transcript is what the terminal shows", async () => {
   const proc = Proc.pty([
     "task",
     "--config",
@@ -186,6 +189,20 @@ Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s 
     ...LOCAL,
   ]);
   await ctrlCUnderTask(proc, () => proc.press("\x03"));
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const transcript = readme.match(
+    /<!-- readme-transcript[^>]*-->\s*```\n\$ npx -y deno@[\d.]+ task start\n([\s\S]*?)```/,
+  );
+  assert.ok(transcript, "the README has the quick start transcript");
+  const seen = proc.stdout.replaceAll("\r", "").trim().split("\n");
+  // The flags this test adds show on the `Task` line only.
+  assert.match(seen[0], /^Task start deno run --allow-net server\.ts /);
+  const echo = /taken as the same one/;
+  const expected = transcript[1].trim().split("\n").slice(1)
+    .filter((line) => !echo.test(line) || seen.some((l) => echo.test(l)));
+  assert.deepEqual(seen.slice(1).map(shape), expected.map(shape));
 });
 
 const npx = await new Deno.Command("npx", {
