@@ -5,9 +5,7 @@
  * flag, numbers as plain decimals within what the platform holds.
  */
 import { parseArgs } from "node:util";
-
-/** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+export { MAX_TIMER_MS } from "./_options.ts";
 
 /** What a flag takes: a value, or nothing (a switch). */
 export type FlagSpec = Record<string, { type: "string" | "boolean" }>;

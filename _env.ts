@@ -3,7 +3,8 @@
  * `auto` preload, the `serve_default` runner). Each variable is validated;
  * a variable that cannot be read (no `--allow-env`) counts as unset.
  */
-import { duration, path } from "./_options.ts";
+import { MAX_TIMER_MS, wholeNumber } from "./_cli.ts";
+import { path } from "./_options.ts";
 import { signalList } from "./_signals.ts";
 import type { ServeOptions } from "./server.ts";
 
@@ -30,15 +31,13 @@ function read(name: string): string | undefined {
 function milliseconds(name: string): number | undefined {
   const raw = read(name);
   if (raw === undefined) return undefined;
-  const value = raw.trim() === "" ? NaN : Number(raw);
   try {
-    return duration(name, value, 0);
-  } catch {
-    throw new TypeError(
-      `${name}: expected a number of milliseconds ≥ 0, got ${
-        JSON.stringify(raw)
-      }`,
-    );
+    return wholeNumber(name, raw.trim(), 0, MAX_TIMER_MS);
+  } catch (error) {
+    throw new TypeError((error as Error).message.replace(
+      "a whole number",
+      "a whole number of milliseconds",
+    ));
   }
 }
 

@@ -1,8 +1,12 @@
 import { describe } from "./_log.ts";
 
+/** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
- * Validates a duration option in milliseconds: a finite number ≥ 0.
- * Returns `fallback` when the value is `undefined`.
+ * Validates a duration option in milliseconds: a number from 0 to
+ * {@linkcode MAX_TIMER_MS} (a longer timer would fire at once). Returns
+ * `fallback` when the value is `undefined`.
  */
 export function duration(
   name: string,
@@ -10,9 +14,29 @@ export function duration(
   fallback: number,
 ): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+  if (
+    typeof value !== "number" || !(value >= 0 && value <= MAX_TIMER_MS)
+  ) {
     throw new TypeError(
-      `${name}: expected a number of milliseconds ≥ 0, got ${describe(value)}`,
+      `${name}: expected a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${
+        describe(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Validates a byte count: a whole number from 0 to `Number.MAX_SAFE_INTEGER`.
+ * Returns `fallback` when the value is `undefined`.
+ */
+export function bytes(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (
+    typeof value !== "number" || !Number.isSafeInteger(value) || value < 0
+  ) {
+    throw new TypeError(
+      `${name}: expected a whole number of bytes ≥ 0, got ${describe(value)}`,
     );
   }
   return value;
@@ -35,7 +59,11 @@ export interface DrainOptions {
   drainDelay: number;
   healthPath: string | undefined;
   endStreams: boolean;
+  bodyBufferLimit: number;
 }
+
+/** Default for `bodyBufferLimit`: 128 MiB. */
+export const BODY_BUFFER_LIMIT = 128 * 1024 * 1024;
 
 /**
  * Validates the drain options of `serve()` (and `signal`); throws a
@@ -46,15 +74,16 @@ export function drainOptions(options: {
   drainDelay?: unknown;
   healthPath?: unknown;
   endStreamsAtDeadline?: unknown;
+  bodyBufferLimit?: unknown;
   signal?: unknown;
 }): DrainOptions {
   const drainTimeout = duration("drainTimeout", options.drainTimeout, 10_000);
   const drainDelay = duration("drainDelay", options.drainDelay, 0);
-  if (drainDelay > drainTimeout) {
-    throw new TypeError(
-      `drainDelay: ${drainDelay} ms is longer than drainTimeout (${drainTimeout} ms)`,
-    );
-  }
+  const bodyBufferLimit = bytes(
+    "bodyBufferLimit",
+    options.bodyBufferLimit,
+    BODY_BUFFER_LIMIT,
+  );
   const healthPath = path("healthPath", options.healthPath);
   const endStreams = options.endStreamsAtDeadline ?? true;
   if (typeof endStreams !== "boolean") {
@@ -71,5 +100,5 @@ export function drainOptions(options: {
       `signal: expected an AbortSignal, got ${describe(options.signal)}`,
     );
   }
-  return { drainTimeout, drainDelay, healthPath, endStreams };
+  return { drainTimeout, drainDelay, healthPath, endStreams, bodyBufferLimit };
 }

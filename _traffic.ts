@@ -6,6 +6,7 @@
  */
 import { endable, hasOpenEndedBody } from "./_body.ts";
 import { type Logger, since } from "./_log.ts";
+import { BodyGuard, Budget, hasBody } from "./_request_body.ts";
 
 /** What a handler receives besides the request. */
 export interface GracefulHandlerInfo
@@ -23,6 +24,8 @@ export type GracefulHandler = (
 interface Work {
   readonly request: Request;
   readonly start: number;
+  /** Keeps the request's body readable across the drain. */
+  readonly guard?: BodyGuard;
   /** Answers for the handler (pending handlers) or ends the body (streams). */
   cut?: () => void;
 }
@@ -34,6 +37,11 @@ export interface TrafficOptions {
   healthPath?: string;
   /** Wrap streaming bodies so the deadline can end them. */
   endStreams: boolean;
+  /**
+   * Bytes of request bodies the drain may read ahead into memory, or `false`
+   * where Deno's `shutdown()` keeps bodies readable (no guard at all).
+   */
+  bodyBuffer: number | false;
   signal: AbortSignal;
   logger: Logger;
 }
@@ -67,6 +75,25 @@ function withClose(request: Request, res: Response): Response {
   }
 }
 
+/**
+ * The handler's `info`: Deno's, plus the drain signal, without writing to
+ * Deno's object (a class with private fields: its getters need the real
+ * object as `this`, so every other member is read from it).
+ */
+function withSignal(
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  signal: AbortSignal,
+): GracefulHandlerInfo {
+  return new Proxy(info, {
+    get(target, key) {
+      if (key === "signal") return signal;
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+    has: (target, key) => key === "signal" || Reflect.has(target, key),
+  }) as GracefulHandlerInfo;
+}
+
 function pathOf(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
@@ -79,13 +106,56 @@ export class Traffic {
   #pending = new Set<Work>();
   #streams = new Set<Work>();
   #options: TrafficOptions;
+  /** Request bodies Deno still has to deliver. */
+  #bodies = new Set<BodyGuard>();
+  #bodiesIn: (() => void) | undefined;
+  #budget: Budget | undefined;
+  /** Requests that failed because the drain took their body (should be none). */
+  #broken: string[] = [];
   /** True from the moment the server starts draining. */
   draining = false;
+  /**
+   * Set just before Deno's `shutdown()`: from then on, a body that Deno
+   * hands over may already be unreadable (denoland/deno#36809).
+   */
+  listenerClosed = false;
+  /** Late requests answered 503 because their body was already gone. */
+  lateRefused = 0;
   /** Requests (or streams) that finished after draining started. */
   drained = 0;
 
   constructor(options: TrafficOptions) {
     this.#options = options;
+    if (options.bodyBuffer !== false) {
+      this.#budget = new Budget(options.bodyBuffer);
+    }
+  }
+
+  /** Starts the drain: from now on, unread request bodies are read ahead. */
+  startDraining(): void {
+    this.draining = true;
+    for (const guard of this.#bodies) guard.readAhead();
+  }
+
+  /** Request bodies still arriving. */
+  get bodiesPending(): number {
+    return this.#bodies.size;
+  }
+
+  /** True if a body did not fit the read-ahead budget (it is then read at the handler's pace). */
+  get bodyBudgetExceeded(): boolean {
+    return this.#budget?.exceeded ?? false;
+  }
+
+  /** Resolves when no request body is still arriving (new ones included). */
+  bodiesIn(): Promise<void> {
+    if (this.#bodies.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#bodiesIn = resolve));
+  }
+
+  /** Requests whose handler failed because the drain took its body away. */
+  get broken(): string[] {
+    return this.#broken;
   }
 
   /** Handlers still running plus streaming bodies still open. */
@@ -104,12 +174,26 @@ export class Traffic {
         ? closing(request, 503, "draining\n")
         : new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
-    const work: Work = { request, start: performance.now() };
+    const guard = this.#budget && hasBody(request)
+      ? this.#guard(request, this.#budget)
+      : undefined;
+    if (guard && this.listenerClosed) return this.#late(request, info, guard);
+    return this.#run(request, info, guard);
+  };
+
+  #run(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    guard: BodyGuard | undefined,
+  ): Response | Promise<Response> {
+    const work: Work = { request, start: performance.now(), guard };
     this.#pending.add(work);
-    (info as GracefulHandlerInfo).signal = this.#options.signal;
     let result: Response | Promise<Response>;
     try {
-      result = this.#options.handler(request, info as GracefulHandlerInfo);
+      result = this.#options.handler(
+        request,
+        withSignal(info, this.#options.signal),
+      );
     } catch (error) {
       result = this.#failed(request, error);
     }
@@ -126,13 +210,45 @@ export class Traffic {
       },
     );
     return promise;
-  };
+  }
 
   /**
-   * At the deadline: answers 503 to every handler still running and ends
-   * every open stream. Returns one description per cut request.
+   * A request Deno handed over after `shutdown()` (it was on a kept-alive
+   * connection as the listener closed). Its body may already be gone: read
+   * it first; if it is, answer 503 without calling the handler (no side
+   * effect, so the client may retry), else serve it as usual.
    */
-  cut(): string[] {
+  async #late(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    guard: BodyGuard,
+  ): Promise<Response> {
+    await guard.settled;
+    if (guard.failed) {
+      this.lateRefused++;
+      return closing(request, 503, "server shutting down\n");
+    }
+    return await this.#run(request, info, guard);
+  }
+
+  #guard(request: Request, budget: Budget): BodyGuard {
+    const guard = new BodyGuard(request, budget);
+    this.#bodies.add(guard);
+    guard.settled.then(() => {
+      this.#bodies.delete(guard);
+      if (this.#bodies.size === 0) this.#bodiesIn?.();
+    });
+    if (this.draining) guard.readAhead();
+    return guard;
+  }
+
+  /**
+   * At the deadline: answers 503 to every handler still running, ends every
+   * open stream and fails the reads of bodies that have not arrived (naming
+   * the deadline). Returns one description per cut request.
+   */
+  cut(drainTimeout: number): string[] {
+    for (const guard of this.#bodies) guard.cut(drainTimeout);
     const cut: string[] = [];
     for (const set of [this.#pending, this.#streams]) {
       for (const work of [...set]) {
@@ -151,6 +267,7 @@ export class Traffic {
 
   #settle(work: Work, res: Response): Response {
     this.#pending.delete(work);
+    work.guard?.release();
     if (this.draining) res = withClose(work.request, res);
     if (this.#options.endStreams && hasOpenEndedBody(res)) {
       res = this.#track(work, res);
@@ -179,6 +296,12 @@ export class Traffic {
   }
 
   async #failed(request: Request, error: unknown): Promise<Response> {
+    if (this.draining && error instanceof Deno.errors.BadResource) {
+      // The drain took something this request still needed: never a clean drain.
+      this.#broken.push(
+        `${request.method} ${pathOf(request.url)} (${error.message})`,
+      );
+    }
     if (this.#options.onError) {
       try {
         return await this.#options.onError(error);

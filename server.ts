@@ -11,6 +11,7 @@
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { drainOptions } from "./_options.ts";
+import { shutdownLosesBodies } from "./_request_body.ts";
 import { detachListeners, isDetachError } from "./_detach.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
@@ -39,9 +40,11 @@ export interface ServeOptions
   /** Aborting it starts a graceful drain of this server (no hooks, no exit). */
   signal?: AbortSignal;
   /**
-   * Deadline for the drain, in ms from its start. Default 10 000. When it
-   * expires, handlers still running are answered 503 with
-   * `Connection: close`, open streaming bodies are ended, and the process
+   * Deadline for the drain, in ms, counted from the end of `drainDelay`
+   * (from the signal when there is none). Default 10 000; at most
+   * 2 147 483 647 (what a timer holds). When it expires, handlers still
+   * running are answered 503 with `Connection: close`, open streaming
+   * bodies are ended, request bodies still arriving are cut, and the process
    * exits with {@linkcode ExitCode.DeadlineExceeded}.
    */
   drainTimeout?: number;
@@ -49,9 +52,18 @@ export interface ServeOptions
    * Keep accepting for this long (ms) after the drain starts, with the
    * health path at 503 and `Connection: close` on every response, before
    * closing the listener. For load balancers that need time to notice (a
-   * Kubernetes endpoint removal). Default 0. Counts toward `drainTimeout`.
+   * Kubernetes endpoint removal). Default 0. `drainTimeout` starts after it.
    */
   drainDelay?: number;
+  /**
+   * Bytes of request bodies that the drain may read ahead into memory, over
+   * all requests of this server. Default 128 MiB. Deno 2.9's `shutdown()`
+   * makes unread bodies unreadable, so the server reads them before it
+   * calls it; a body beyond this budget is left for the handler to read at
+   * its own pace, and the listener stays open (answering with
+   * `Connection: close`) until it has been.
+   */
+  bodyBufferLimit?: number;
   /** A path answered 200 `ok` while serving and 503 while draining. */
   healthPath?: string;
   /**
@@ -78,7 +90,11 @@ export interface DrainResult {
   durationMs: number;
   /** Requests and streams that completed during the drain. */
   drained: number;
-  /** Requests answered 503 or streams ended at the deadline. */
+  /**
+   * Requests answered 503, streams ended and bodies cut at the deadline,
+   * and any request whose handler failed because the drain took something
+   * it still needed (none is expected: each one is a bug to report).
+   */
   cut: string[];
   /** True if the deadline expired. */
   forced: boolean;
@@ -237,9 +253,13 @@ class Server implements GracefulServer {
   readonly lifecycle: Shutdown | undefined;
 
   constructor(options: ServeOptions, handler: GracefulHandler) {
-    const { drainTimeout, drainDelay, healthPath, endStreams } = drainOptions(
-      options,
-    );
+    const {
+      drainTimeout,
+      drainDelay,
+      healthPath,
+      endStreams,
+      bodyBufferLimit,
+    } = drainOptions(options);
     this.#drainTimeout = drainTimeout;
     this.#drainDelay = drainDelay;
     const {
@@ -252,6 +272,7 @@ class Server implements GracefulServer {
       drainDelay: _d,
       healthPath: _h,
       endStreamsAtDeadline: _e,
+      bodyBufferLimit: _b,
       signal,
       ...denoOptions
     } = options;
@@ -273,6 +294,7 @@ class Server implements GracefulServer {
       onError: options.onError,
       healthPath,
       endStreams,
+      bodyBuffer: shutdownLosesBodies() ? bodyBufferLimit : false,
       signal: this.#controller.signal,
       logger: this.#logger,
     });
@@ -379,19 +401,19 @@ class Server implements GracefulServer {
   ): Promise<DrainResult> {
     const start = performance.now();
     const where = `${this.addr.hostname}:${this.addr.port}`;
-    this.#traffic.draining = true;
+    this.#traffic.startDraining();
     this.#controller.abort(reason);
-    const deadline = timer(this.#drainTimeout, "deadline" as const);
     const announce = (extra: string) =>
       this.#logger.info(
         `draining ${where} (${reason}): ${this.inFlight} in flight, deadline ${this.#drainTimeout} ms${extra}`,
       );
     if (delay > 0) {
       announce(`, still accepting for ${delay} ms`);
-      const wait = timer(delay, "delay" as const);
-      await Promise.race([wait.promise, deadline.promise]);
-      wait.clear();
+      await timer(delay, undefined).promise;
     }
+    // The deadline counts from the end of the delay: a delay (or a
+    // supervisor's pre-drain) never eats into the time requests have.
+    const deadline = timer(this.#drainTimeout, "deadline" as const);
     if (detach && detachListeners(this.addr.port) > 0) {
       this.#detached = true;
       // The listener left the port's group: connections it accepted get a
@@ -406,6 +428,10 @@ class Server implements GracefulServer {
     // One macrotask for handlers to act on the signal: a WebSocket closed in
     // an abort listener sends its own close frame before Deno's 1001.
     await timer(0, undefined).promise;
+    // Then no body may still be arriving: this resumes in the microtask
+    // where the last one came in, and shutdown() follows in the same one.
+    await this.#bodiesIn(where, deadline.promise);
+    this.#traffic.listenerClosed = true;
     this.#http.shutdown().then(this.#closed.resolve, this.#closed.reject);
     if (delay > 0) {
       this.#logger.info(
@@ -419,7 +445,7 @@ class Server implements GracefulServer {
       "deadline";
     deadline.clear();
     if (forced) {
-      cut = this.#traffic.cut();
+      cut = this.#traffic.cut(this.#drainTimeout);
       this.#logger.warn(
         `deadline of ${this.#drainTimeout} ms reached on ${where}: cut ${cut.length} request(s)` +
           cut.map((line) => `\n  ${line}`).join(""),
@@ -436,18 +462,62 @@ class Server implements GracefulServer {
         );
       }
     }
+    const broken = this.#traffic.broken;
+    if (broken.length > 0) {
+      this.#logger.error(
+        `${broken.length} request(s) on ${where} failed because the drain took what they still needed (a bug: please report it)` +
+          broken.map((line) => `\n  ${line}`).join(""),
+      );
+    }
     const result: DrainResult = {
       reason,
       durationMs: since(start),
       drained: this.#traffic.drained,
-      cut,
-      forced,
+      cut: [...cut, ...broken],
+      forced: forced || broken.length > 0,
     };
+    const late = this.#traffic.lateRefused;
     this.#logger.info(
       `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
-        (forced ? `, ${cut.length} cut at the deadline` : ""),
+        (forced ? `, ${cut.length} cut at the deadline` : "") +
+        (late > 0
+          ? `, ${late} refused with 503 (sent on a kept-alive connection as the listener closed; handler not called)`
+          : "") +
+        (broken.length > 0 ? `, ${broken.length} broken by the drain` : ""),
     );
     return result;
+  }
+
+  /**
+   * Waits (up to the deadline) until no request body is still arriving:
+   * Deno's `shutdown()` would make them unreadable. The listener stays open
+   * meanwhile; what it accepts is answered with `Connection: close`.
+   */
+  async #bodiesIn(where: string, deadline: Promise<unknown>): Promise<void> {
+    const pending = this.#traffic.bodiesPending;
+    if (pending === 0) return;
+    const start = performance.now();
+    this.#logger.info(
+      `waiting for ${pending} request bod${
+        pending === 1 ? "y" : "ies"
+      } to arrive before closing ${where} (still accepting, with Connection: close)`,
+    );
+    const arrived = await Promise.race([
+      this.#traffic.bodiesIn().then(() => true),
+      deadline.then(() => false),
+    ]);
+    if (this.#traffic.bodyBudgetExceeded) {
+      this.#logger.warn(
+        `request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace`,
+      );
+    }
+    if (arrived) {
+      this.#logger.info(`request bodies in after ${since(start)} ms`);
+    }
+    // Requests that came in while waiting may have bodies of their own.
+    if (arrived && this.#traffic.bodiesPending > 0) {
+      await this.#bodiesIn(where, deadline);
+    }
   }
 }
 

@@ -30,8 +30,13 @@ async function once(
   const { proc } = await startServer({ impl, body }, pin);
   try {
     const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
-    await wrk(port, 1, pin); // warm-up: let V8 optimise the hot path
-    const result = await wrk(port, seconds, pin);
+    // POST bodies: "post-4k" / "post-1mib" (read with arrayBuffer()),
+    // "post-stream" (4 KiB echoed through req.body).
+    const post = { "post-4k": 4096, "post-1mib": 1 << 20, "post-stream": 4096 }[
+      body
+    ] ?? 0;
+    await wrk(port, 1, pin, 50, post); // warm-up: let V8 optimise the hot path
+    const result = await wrk(port, seconds, pin, 50, post);
     return { ...result, rssMiB: await peakRssMiB(proc.pid) };
   } finally {
     proc.kill("SIGKILL");

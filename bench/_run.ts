@@ -87,7 +87,19 @@ export async function wrk(
   seconds: number,
   pin: boolean,
   connections = 50,
+  postBytes = 0,
 ): Promise<WrkResult> {
+  // A POST of `postBytes` bytes per request, through wrk's Lua hook.
+  const script = postBytes > 0
+    ? await Deno.makeTempFile({ suffix: ".lua" })
+    : undefined;
+  if (script) {
+    await Deno.writeTextFile(
+      script,
+      `wrk.method = "POST"\nwrk.body = string.rep("x", ${postBytes})\n` +
+        `wrk.headers["Content-Type"] = "application/octet-stream"\n`,
+    );
+  }
   const cmd = [
     ...(pin ? ["taskset", "-c", "1"] : []),
     "wrk",
@@ -95,9 +107,10 @@ export async function wrk(
     `-c${connections}`,
     `-d${seconds}s`,
     "--latency",
+    ...(script ? ["-s", script] : []),
     `http://127.0.0.1:${port}/`,
   ];
-  const out = await sh(cmd);
+  const out = await sh(cmd).finally(() => script && Deno.remove(script));
   const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
   const p50 = ms(out.match(/\s50%\s+(\S+)/)?.[1] ?? "");
   const p99 = ms(out.match(/\s99%\s+(\S+)/)?.[1] ?? "");

@@ -7,6 +7,7 @@
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
  *   deno task bench --only=overhead,shutdown,restarts
+ *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
  *
  * All traffic stays on loopback (restarts in network namespaces of their
@@ -16,27 +17,37 @@ import { overhead } from "./_overhead.ts";
 import { type Results, writeReports } from "./_report.ts";
 import { type Method, restartRun } from "./_restarts.ts";
 import { canPin, ensureWrk, netns, sh } from "./_run.ts";
+import { type Parsed, parseFlags } from "../_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 
-const args = new Set(Deno.args);
-const smoke = args.has("--smoke");
-const long = args.has("--long");
-const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(
-  ",",
-);
-for (const a of Deno.args) {
-  if (
-    !["--smoke", "--long", "--report"].includes(a) && !a.startsWith("--only=")
-  ) {
-    console.error(
-      `bench: unknown option ${
-        JSON.stringify(a)
-      }; use --smoke, --long, --report or --only=overhead,shutdown,restarts`,
+const USAGE =
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
+let flags: Parsed["values"];
+try {
+  const parsed = parseFlags(Deno.args, {
+    smoke: { type: "boolean" },
+    long: { type: "boolean" },
+    report: { type: "boolean" },
+    only: { type: "string" },
+    bodies: { type: "string" },
+    out: { type: "string" },
+  });
+  if (parsed.positionals.length) {
+    throw new Error(
+      `unexpected argument ${JSON.stringify(parsed.positionals[0])}`,
     );
-    Deno.exit(2);
   }
+  flags = parsed.values;
+} catch (error) {
+  console.error(`bench: ${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
 }
-const RESULTS = new URL("./results/", import.meta.url).pathname;
+const smoke = flags.smoke === true;
+const long = flags.long === true;
+const only = (flags.only as string | undefined)?.split(",");
+const RESULTS = (flags.out as string | undefined) ??
+  new URL("./results/", import.meta.url).pathname;
+const args = new Set(flags.report ? ["--report"] : []);
 if (args.has("--report")) {
   // Re-render the Markdown and the chart from the committed results.json.
   const saved = JSON.parse(await Deno.readTextFile(`${RESULTS}/results.json`));
@@ -45,6 +56,27 @@ if (args.has("--report")) {
 }
 const wanted = (part: string) => !only || only.includes(part);
 const log = (line: string) => console.error(`[bench] ${line}`);
+
+const ALL_BODIES = [
+  "hello",
+  "1mib",
+  "stream",
+  "stream-unwrapped",
+  "post-4k",
+  "post-1mib",
+  "post-stream",
+];
+const BODIES = (flags.bodies as string | undefined)?.split(",") ?? ALL_BODIES;
+for (const body of BODIES) {
+  if (!ALL_BODIES.includes(body)) {
+    console.error(
+      `bench: --bodies: unknown body ${JSON.stringify(body)}; use ${
+        ALL_BODIES.join(", ")
+      }`,
+    );
+    Deno.exit(2);
+  }
+}
 
 const settings = smoke
   ? {
@@ -59,15 +91,15 @@ const settings = smoke
   ? {
     rounds: 10,
     seconds: 5,
-    bodies: ["hello", "1mib", "stream", "stream-unwrapped"],
+    bodies: BODIES,
     shutdownRuns: 20,
     restarts: 100,
     interval: 1500,
   }
   : {
-    rounds: 5,
+    rounds: 7,
     seconds: 5,
-    bodies: ["hello", "1mib", "stream", "stream-unwrapped"],
+    bodies: BODIES,
     shutdownRuns: 10,
     restarts: 50,
     interval: 1500,

@@ -220,13 +220,45 @@ export class Conn {
     return new Conn(await Deno.connect({ hostname, port }));
   }
 
+  /**
+   * Writes a request: a GET, or a POST when `body` is given (all at once, or
+   * `rate` bytes/s in 64 KiB writes for a slow upload).
+   */
   async send(
     path: string,
     headers: Record<string, string> = {},
+    body?: Uint8Array,
+    rate = Infinity,
   ): Promise<void> {
-    const lines = [`GET ${path} HTTP/1.1`, "host: 127.0.0.1"];
+    const lines = [
+      `${body ? "POST" : "GET"} ${path} HTTP/1.1`,
+      "host: 127.0.0.1",
+    ];
+    if (body) lines.push(`content-length: ${body.length}`);
     for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-    await this.#conn.write(encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
+    const head = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+    // Head and body in two writes, as fetch, curl and Node's http send them:
+    // the server sees the request before its body.
+    await this.#write(head);
+    if (!body) return;
+    if (rate === Infinity) {
+      await this.#write(body);
+      return;
+    }
+    const start = performance.now();
+    for (let at = 0; at < body.length; at += 65536) {
+      await this.#write(body.subarray(at, at + 65536));
+      const due = start + ((at + 65536) / rate) * 1000;
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, due - performance.now()))
+      );
+    }
+  }
+
+  async #write(bytes: Uint8Array) {
+    for (let at = 0; at < bytes.length;) {
+      at += await this.#conn.write(bytes.subarray(at));
+    }
   }
 
   /**
@@ -238,8 +270,12 @@ export class Conn {
   request(
     path: string,
     headers: Record<string, string> = {},
+    body?: Uint8Array,
+    rate?: number,
   ): Promise<RawResponse> {
-    const response = this.send(path, headers).then(() => this.read());
+    const response = this.send(path, headers, body, rate).then(() =>
+      this.read()
+    );
     response.catch(() => {});
     return response;
   }
@@ -318,6 +354,26 @@ export class Conn {
     this.#buffer = this.#buffer.subarray(n);
     return out;
   }
+}
+
+/** `n` bytes of varied content (so a shifted or dropped chunk changes the hash). */
+export function payload(n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
+  return out;
+}
+
+/** What the fixture's /upload answers for `bytes`: "<length> <sha-256 hex>". */
+export async function digest(bytes: Uint8Array): Promise<string> {
+  const hash = await crypto.subtle.digest(
+    "SHA-256",
+    bytes as Uint8Array<ArrayBuffer>,
+  );
+  const hex = Array.from(
+    new Uint8Array(hash),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  return `${bytes.length} ${hex}\n`;
 }
 
 /** One request on a fresh connection that is closed afterwards. */

@@ -192,8 +192,15 @@ Deno.test("auto: a bad variable stops the app at start with one line naming it",
       [
         "GRACEFUL_DRAIN_TIMEOUT",
         "soon",
-        /GRACEFUL_DRAIN_TIMEOUT: expected a number of milliseconds ≥ 0, got "soon"/,
+        /GRACEFUL_DRAIN_TIMEOUT: expected a whole number of milliseconds from 0 to 2147483647, got "soon"/,
       ],
+      [
+        "GRACEFUL_DRAIN_TIMEOUT",
+        "3000000000",
+        /GRACEFUL_DRAIN_TIMEOUT: .* got "3000000000"/,
+      ],
+      ["GRACEFUL_DRAIN_DELAY", "0x10", /GRACEFUL_DRAIN_DELAY: .* got "0x10"/],
+      ["GRACEFUL_HOOKS_TIMEOUT", "1e3", /GRACEFUL_HOOKS_TIMEOUT: .* got "1e3"/],
       [
         "GRACEFUL_HEALTH_PATH",
         "healthz",

@@ -232,6 +232,11 @@ Deno.test("health: 200 while serving; 503 and Connection: close during drainDela
   const before = await get(port, "/healthz");
   assert.equal(before.status, 200);
   assert.equal(before.body, "ok\n");
+  // A request that outlives the delay keeps the process up, so the refused
+  // check below sees the closed listener, not a process that has exited.
+  const slow = await Conn.open(port);
+  const pending = slow.request("/slow?ms=1500");
+  await inFlight(proc, "/slow");
   proc.kill("SIGTERM");
   await proc.waitFor(/still accepting for 600 ms/);
   const during = await get(port, "/healthz");
@@ -242,8 +247,14 @@ Deno.test("health: 200 while serving; 503 and Connection: close during drainDela
   assert.equal(page.status, 200);
   assert.equal(page.headers.get("connection"), "close");
   conn.close();
-  assert.equal((await proc.status).code, 0);
+  await proc.waitFor(/stopped accepting/);
+  let exited = false;
+  proc.status.then(() => (exited = true));
   await assertRefused(port);
+  assert.equal(exited, false, "refused by a live process");
+  assert.equal((await pending).status, 200);
+  slow.close();
+  assert.equal((await proc.status).code, 0);
 });
 
 Deno.test("errors: a handler that throws gets 500, is logged, the server keeps serving", async () => {
@@ -264,4 +275,18 @@ Deno.test("logger: false silences the progress lines", async () => {
   proc.kill("SIGINT");
   assert.equal((await proc.status).code, 0);
   assert.equal(proc.stderr, "");
+});
+
+Deno.test("deadline: drainTimeout counts from the end of drainDelay, so the delay never cuts a request", async () => {
+  // Counted from the signal, the 300 ms deadline would cut this 600 ms request.
+  const { proc, port } = await start({ drainDelay: 400, drainTimeout: 300 });
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  const pending = conn.request("/slow?ms=600");
+  await inFlight(proc, "/slow");
+  proc.kill("SIGTERM");
+  const res = await pending;
+  conn.close();
+  assert.equal(res.status, 200);
+  assert.equal((await proc.status).code, 0, proc.output());
 });
