@@ -6,7 +6,12 @@
  */
 import { endable, hasOpenEndedBody } from "./_body.ts";
 import { type Logger, since } from "./_log.ts";
-import { BodyGuard, Budget, hasBody } from "./_request_body.ts";
+import {
+  BodyGuard,
+  Budget,
+  type GuardOwner,
+  mayHaveBody,
+} from "./_request_body.ts";
 
 /** What a handler receives besides the request. */
 export interface GracefulHandlerInfo
@@ -102,14 +107,16 @@ function pathOf(url: string): string {
 }
 
 /** Tracks and wraps the requests of one server. */
-export class Traffic {
+export class Traffic implements GuardOwner {
   #pending = new Set<Work>();
   #streams = new Set<Work>();
   #options: TrafficOptions;
   /** Request bodies Deno still has to deliver. */
   #bodies = new Set<BodyGuard>();
   #bodiesIn: (() => void) | undefined;
-  #budget: Budget | undefined;
+  /** The read-ahead budget; undefined where bodies need no guard. */
+  readonly budget!: Budget;
+  #guarded: boolean;
   /** Requests that failed because the drain took their body (should be none). */
   #broken: string[] = [];
   /** True from the moment the server starts draining. */
@@ -126,15 +133,19 @@ export class Traffic {
 
   constructor(options: TrafficOptions) {
     this.#options = options;
-    if (options.bodyBuffer !== false) {
-      this.#budget = new Budget(options.bodyBuffer);
-    }
+    this.#guarded = options.bodyBuffer !== false;
+    this.budget = new Budget(options.bodyBuffer || 0);
   }
 
   /** Starts the drain: from now on, unread request bodies are read ahead. */
   startDraining(): void {
     this.draining = true;
-    for (const guard of this.#bodies) guard.readAhead();
+    for (const work of this.#pending) {
+      if (work.guard && !work.guard.done) {
+        this.track(work.guard);
+        work.guard.readAhead();
+      }
+    }
   }
 
   /** Request bodies still arriving. */
@@ -144,7 +155,7 @@ export class Traffic {
 
   /** True if a body did not fit the read-ahead budget (it is then read at the handler's pace). */
   get bodyBudgetExceeded(): boolean {
-    return this.#budget?.exceeded ?? false;
+    return this.budget.exceeded;
   }
 
   /** Resolves when no request body is still arriving (new ones included). */
@@ -174,8 +185,8 @@ export class Traffic {
         ? closing(request, 503, "draining\n")
         : new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
-    const guard = this.#budget && hasBody(request)
-      ? this.#guard(request, this.#budget)
+    const guard = this.#guarded && mayHaveBody(request)
+      ? this.#guard(request)
       : undefined;
     if (guard && this.listenerClosed) return this.#late(request, info, guard);
     return this.#run(request, info, guard);
@@ -231,15 +242,23 @@ export class Traffic {
     return await this.#run(request, info, guard);
   }
 
-  #guard(request: Request, budget: Budget): BodyGuard {
-    const guard = new BodyGuard(request, budget);
+  #guard(request: Request): BodyGuard {
+    const guard = new BodyGuard(request, this);
+    if (this.draining) {
+      this.track(guard);
+      guard.readAhead();
+    }
+    return guard;
+  }
+
+  /** Waits for this body before `shutdown()` (see {@linkcode GuardOwner}). */
+  track(guard: BodyGuard): void {
+    if (this.#bodies.has(guard) || guard.done) return;
     this.#bodies.add(guard);
     guard.settled.then(() => {
       this.#bodies.delete(guard);
       if (this.#bodies.size === 0) this.#bodiesIn?.();
     });
-    if (this.draining) guard.readAhead();
-    return guard;
   }
 
   /**

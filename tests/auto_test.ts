@@ -6,6 +6,7 @@ import {
   freePort,
   get,
   inFlight,
+  payload,
   Proc,
   SUPERVISOR_FLAGS,
 } from "./_helpers.ts";
@@ -260,4 +261,19 @@ Deno.test("serve_default: a module without default { fetch } is one clear line, 
     proc.stderr,
     /^serve_default\.ts: default export: expected an object with a fetch\(request\) method/m,
   );
+});
+
+Deno.test("auto: an unmodified app's POST in flight keeps its whole body across SIGINT", async () => {
+  const { proc, port } = await preloaded(APPS.plain);
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  const pending = conn.request("/echo", {}, payload(256 * 1024));
+  await inFlight(proc, "/echo");
+  proc.kill("SIGINT");
+  const res = await pending;
+  conn.close();
+  assert.equal(res.status, 200, proc.output());
+  assert.equal(res.body, "262144\n");
+  assert.equal(res.headers.get("connection"), "close");
+  assert.equal((await proc.status).code, 0, proc.output());
 });
