@@ -70,8 +70,11 @@ export function canDetach(): boolean {
   return libc !== null;
 }
 
-/** File descriptors of listening TCP sockets bound to `port`. */
-function listeners(lib: Libc, port: number): number[] {
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** File descriptors of listening TCP sockets of `family` bound to `port`. */
+function listeners(lib: Libc, port: number, family: number): number[] {
   const found: number[] = [];
   const value = new Int32Array(1);
   const valueLength = new Uint32Array(1);
@@ -91,24 +94,24 @@ function listeners(lib: Libc, port: number): number[] {
     if (value[0] !== 1) continue;
     addressLength[0] = address.length;
     if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
-    // sockaddr_in and sockaddr_in6 both keep the port, big-endian, at 2..3.
+    // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
+    // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
+    // 2..3.
+    if ((address[0] | (address[1] << 8)) !== family) continue;
     if (((address[2] << 8) | address[3]) === port) found.push(fd);
   }
   return found;
 }
-
-/** True for the error Deno's accept loop reports for a detached listener. */
-export const isDetachError = (reason: unknown): boolean =>
-  String(reason).includes("Invalid argument (os error 22)");
 
 /**
  * Shuts down the listening sockets on `port` (read side), so the kernel
  * stops handing them connections. Returns how many were detached; 0 when
  * unsupported. Deno's own `shutdown()` must still be called afterwards.
  */
-export function detachListeners(port: number): number {
+export function detachListeners(addr: Deno.NetAddr): number {
   if (!canDetach()) return 0;
-  const fds = listeners(libc!, port);
+  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
+  const fds = listeners(libc!, addr.port, family);
   if (fds.length === 0) return 0;
   let detached = 0;
   for (const fd of fds) {

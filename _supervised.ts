@@ -1,56 +1,47 @@
 /**
- * The worker side of the restart supervisor (`restart.ts`): it finds the
- * supervisor through one environment variable, binds with `reusePort`,
- * reports "ready" over a private loopback channel once listening, and takes
- * `drain` / `stop` commands. If the channel closes (the supervisor died,
- * even by SIGKILL), the worker drains and exits: no orphan keeps the port.
- *
- * Protocol, one line each way: worker → `ready <token> <worker-id> <pid>`;
- * supervisor → `drain <pre-drain ms> [detach]` or `stop`.
+ * The worker side of the restart supervisor (`restart.ts`): it knows it is
+ * supervised from one environment variable, binds with `reusePort`, reports
+ * ready on stderr once listening, and takes commands on stdin (see
+ * `_protocol.ts`). If stdin ends (the supervisor died, even by SIGKILL), the
+ * worker drains and exits: no orphan keeps the port.
  */
 import type { Logger } from "./_log.ts";
+import {
+  type Command,
+  MAX_LINE,
+  parseCommand,
+  PROTOCOL,
+  readyLine,
+  SUPERVISOR_ENV,
+} from "./_protocol.ts";
 import type { DrainContext } from "./shutdown.ts";
-
-/** The environment variable that carries `host:port/token/worker-id`. */
-export const SUPERVISOR_ENV = "GRACEFUL_SUPERVISOR";
 
 /** Exit status when a supervised worker cannot use `reusePort`. */
 const EXIT_NO_REUSEPORT = 78;
+/** Exit status when `GRACEFUL_SUPERVISOR` holds something else. */
+const EXIT_BAD_ENV = 2;
 
-/** What the link drives: a lifecycle (or a lone server) that can drain. */
+/** What the link drives: each server of the worker. */
 export interface DrainTarget {
+  /** Drains (the whole lifecycle, or the lone server). */
   drain(context: DrainContext): Promise<unknown>;
+  /**
+   * Enters (`true`) or leaves (`false`) the pre-drain: health path 503 and
+   * `Connection: close` on every response, still serving.
+   */
+  preDrain(on: boolean): void;
 }
 
-interface Address {
-  hostname: string;
-  port: number;
-  token: string;
-  id: string;
-}
-
-function readAddress(): Address | undefined {
-  let value: string | undefined;
+function readVariable(): string | undefined {
   try {
     const state = Deno.permissions.querySync({
       name: "env",
       variable: SUPERVISOR_ENV,
     }).state;
-    if (state !== "granted") return undefined;
-    value = Deno.env.get(SUPERVISOR_ENV);
+    return state === "granted" ? Deno.env.get(SUPERVISOR_ENV) : undefined;
   } catch {
     return undefined;
   }
-  if (!value) return undefined;
-  const m = value.match(/^([^:/]+):(\d+)\/([A-Za-z0-9]+)\/([A-Za-z0-9-]+)$/);
-  if (!m) {
-    throw new TypeError(
-      `${SUPERVISOR_ENV}: expected host:port/token/worker-id, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return { hostname: m[1], port: Number(m[2]), token: m[3], id: m[4] };
 }
 
 /** True when the unstable net APIs (`reusePort`) are enabled. */
@@ -59,22 +50,47 @@ function hasReusePort(): boolean {
     "function";
 }
 
-class Link {
-  #address: Address;
-  #targets = new Set<DrainTarget>();
-  #conn: Promise<Deno.TcpConn> | undefined;
-  #draining = false;
-  #logger: Logger;
+/** Reads lines from stdin, each at most MAX_LINE long (longer ones dropped). */
+async function* lines(): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let skipping = false;
+  for await (const chunk of Deno.stdin.readable) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let at: number;
+    while ((at = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, at);
+      buffered = buffered.slice(at + 1);
+      if (!skipping) yield line;
+      skipping = false;
+    }
+    if (buffered.length > MAX_LINE) {
+      buffered = "";
+      skipping = true;
+    }
+  }
+}
 
-  constructor(address: Address, logger: Logger) {
-    this.#address = address;
+class Link {
+  #targets = new Set<DrainTarget>();
+  #logger: Logger;
+  #secret = Promise.withResolvers<string>();
+  #reading = false;
+  #reported = false;
+  #draining = false;
+  /** Ends the pre-drain early (resume, stop or EOF). */
+  #interrupt: ((command: Command | undefined) => void) | undefined;
+
+  constructor(logger: Logger) {
     this.#logger = logger;
+    this.#secret.promise.catch(() => {});
   }
 
-  /** Registers a target and, the first time, reports ready. */
+  /** Registers a server and, the first time, starts the protocol. */
   ready(target: DrainTarget): void {
     this.#targets.add(target);
-    if (this.#conn) return;
+    if (this.#reading) return;
+    this.#reading = true;
     // Restarts are the supervisor's job: a SIGHUP sent to the whole process
     // group (a terminal hang-up, `timeout`, `kill -HUP -PGID`) must not kill
     // the workers. These listeners stay until the worker exits.
@@ -83,65 +99,78 @@ class Link {
         Deno.addSignalListener(name, () => {});
       }
     }
-    this.#conn = this.#connect();
-  }
-
-  async #connect(): Promise<Deno.TcpConn> {
-    const { hostname, port, token, id } = this.#address;
-    let conn: Deno.TcpConn;
-    try {
-      conn = await Deno.connect({ hostname, port });
-    } catch (error) {
-      this.#logger.error(
-        `cannot reach the supervisor at ${hostname}:${port} (${error}); draining`,
+    this.#read().catch((error) => {
+      this.#logger.error(`reading the supervisor's commands failed: ${error}`);
+      this.#drainAll({ reason: "supervisor channel failed" });
+    });
+    this.#secret.promise.then((secret) => {
+      if (this.#reported) return;
+      this.#reported = true;
+      Deno.stderr.writeSync(
+        new TextEncoder().encode(readyLine(secret, Deno.pid)),
       );
-      this.#drainAll({ reason: "supervisor unreachable" });
-      throw error;
-    }
-    await conn.write(
-      new TextEncoder().encode(`ready ${token} ${id} ${Deno.pid}\n`),
-    );
-    this.#listen(conn);
-    return conn;
+    }, () => {});
   }
 
-  async #listen(conn: Deno.TcpConn) {
-    let buffered = "";
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of conn.readable) {
-        buffered += decoder.decode(chunk, { stream: true });
-        let at: number;
-        while ((at = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, at).trim();
-          buffered = buffered.slice(at + 1);
-          const [command, delay, detach] = line.split(" ");
-          if (command === "drain") {
-            this.#drainAll({
-              reason: "supervisor: restart",
-              drainDelay: Number(delay) || 0,
-              detachListener: detach === "detach",
-            });
-          } else if (command === "stop") {
-            this.#drainAll({ reason: "supervisor: stop" });
-          }
+  async #read() {
+    for await (const line of lines()) {
+      const command = parseCommand(line);
+      if (!command) continue; // not for us: never acted on
+      if (command.kind === "hello") {
+        this.#secret.resolve(command.nonce);
+      } else if (command.kind === "drain") {
+        this.#preDrainThenDrain(command.delay, command.detach);
+      } else {
+        this.#interrupt?.(command);
+        if (command.kind === "stop") {
+          this.#drainAll({ reason: "supervisor: stop" });
         }
       }
-    } catch {
-      // reset: same as the supervisor going away
     }
+    this.#secret.reject(new Error("stdin ended"));
+    this.#interrupt?.(undefined);
     if (!this.#draining) {
-      this.#logger.warn("supervisor connection lost: draining");
+      this.#logger.warn("supervisor gone (stdin closed): draining");
       this.#drainAll({ reason: "supervisor gone" });
     }
+  }
+
+  /**
+   * The restart handoff: `Connection: close` and health 503 for `delay` ms
+   * while the new generation takes over, then the drain. A `resume` in
+   * between (the new generation died) returns to serving.
+   */
+  async #preDrainThenDrain(delay: number, detach: boolean) {
+    if (this.#draining || this.#interrupt) return;
+    for (const target of this.#targets) target.preDrain(true);
+    const interrupted = await new Promise<Command | undefined | "time">(
+      (resolve) => {
+        const id = setTimeout(() => resolve("time"), delay);
+        this.#interrupt = (command) => {
+          clearTimeout(id);
+          resolve(command);
+        };
+      },
+    );
+    this.#interrupt = undefined;
+    if (interrupted !== undefined && interrupted !== "time") {
+      if (interrupted.kind === "resume") {
+        this.#logger.info("supervisor: restart rolled back, serving again");
+        for (const target of this.#targets) target.preDrain(false);
+      }
+      return; // stop drains by itself
+    }
+    this.#drainAll({
+      reason: "supervisor: restart",
+      drainDelay: 0,
+      detachListener: detach,
+    });
   }
 
   #drainAll(context: DrainContext) {
     if (this.#draining) return;
     this.#draining = true;
-    Promise.allSettled([...this.#targets].map((t) => t.drain(context))).finally(
-      () => this.#conn?.then((c) => c.close()).catch(() => {}),
-    );
+    for (const target of this.#targets) target.drain(context).catch(() => {});
   }
 }
 
@@ -149,20 +178,31 @@ let link: Link | null | undefined;
 
 /**
  * The process's link to a supervisor, or `undefined` when not supervised
- * (no variable, or no permission to read it). Checks `reusePort` support:
- * a supervised worker without `--unstable-net` exits with one clear line
- * (binding would kill the process with status 70, uncatchably).
+ * (no variable, or no permission to read it). A supervised worker without
+ * `--unstable-net` (binding would kill it with status 70, uncatchably), or
+ * with a variable it does not understand, exits with one clear line.
  */
 export function supervisor(logger: Logger): Link | undefined {
-  if (link === undefined) {
-    const address = readAddress();
-    link = address ? new Link(address, logger) : null;
-    if (link && Deno.build.os === "linux" && !hasReusePort()) {
-      logger.error(
-        "this worker runs under the restart supervisor but reusePort is off: add --unstable-net to its deno command",
-      );
-      Deno.exit(EXIT_NO_REUSEPORT);
-    }
+  if (link !== undefined) return link ?? undefined;
+  const value = readVariable();
+  if (value === undefined || value === "") {
+    link = null;
+    return undefined;
   }
-  return link ?? undefined;
+  if (value !== PROTOCOL) {
+    logger.error(
+      `${SUPERVISOR_ENV}: expected "${PROTOCOL}" (set by restart.ts), got ${
+        JSON.stringify(value.slice(0, 80))
+      }`,
+    );
+    Deno.exit(EXIT_BAD_ENV);
+  }
+  if (Deno.build.os === "linux" && !hasReusePort()) {
+    logger.error(
+      "this worker runs under the restart supervisor but reusePort is off: add --unstable-net to its deno command",
+    );
+    Deno.exit(EXIT_NO_REUSEPORT);
+  }
+  link = new Link(logger);
+  return link;
 }

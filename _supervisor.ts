@@ -3,7 +3,6 @@
  * workers serve now, which are retiring. Every change to that list runs
  * through one queue, so two generations never start at once.
  */
-import { ControlServer } from "./_control.ts";
 import { type Logger, resolveLogger, since } from "./_log.ts";
 import { duration } from "./_options.ts";
 import { timer } from "./_timer.ts";
@@ -29,6 +28,8 @@ export interface SupervisorOptions {
 
 const MAX_BACKOFF = 30_000;
 const STABLE_AFTER = 60_000;
+/** Most workers one supervisor runs (each is a whole Deno process). */
+export const MAX_WORKERS = 64;
 
 function describeExit(status: Deno.CommandStatus): string {
   return status.signal
@@ -81,9 +82,9 @@ export class Supervisor {
   #readyTimeout: number;
   #stopTimeout: number;
   #initialBackoff: number;
-  #backoff: number;
+  /** Next crash delay per slot (index in #serving). */
+  #backoff = new Map<number, number>();
   #logger: Logger;
-  #control = new ControlServer();
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
   #starting = new Set<Worker>();
@@ -99,13 +100,15 @@ export class Supervisor {
   /** False where `reusePort` is unavailable: restarts stop, then start. */
   readonly overlap: boolean = Deno.build.os === "linux";
 
-  /** Validates the options; throws a `TypeError` naming a bad one. */
+  /**
+   * Validates the options; throws a `TypeError` naming a bad one. Creates
+   * nothing: no process, no file, no socket.
+   */
   constructor(options: SupervisorOptions) {
     if (
       !Array.isArray(options.command) || options.command.length === 0 ||
       !options.command.every((part) => typeof part === "string")
     ) {
-      this.#control[Symbol.dispose]();
       throw new TypeError(
         `command: expected a non-empty array of strings, got ${
           JSON.stringify(options.command)
@@ -113,10 +116,9 @@ export class Supervisor {
       );
     }
     const workers = options.workers ?? 1;
-    if (!Number.isInteger(workers) || workers < 1) {
-      this.#control[Symbol.dispose]();
+    if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
       throw new TypeError(
-        `workers: expected a whole number ≥ 1, got ${workers}`,
+        `workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${workers}`,
       );
     }
     this.#command = options.command;
@@ -125,7 +127,6 @@ export class Supervisor {
     this.#readyTimeout = duration("readyTimeout", options.readyTimeout, 30_000);
     this.#stopTimeout = duration("stopTimeout", options.stopTimeout, 60_000);
     this.#initialBackoff = duration("crashBackoff", options.crashBackoff, 100);
-    this.#backoff = this.#initialBackoff;
     this.#logger = resolveLogger(options.logger);
   }
 
@@ -158,9 +159,11 @@ export class Supervisor {
           this.#serve(await this.#spawnReady(1), i);
         }
       } catch (error) {
+        // Stopping while a worker starts is no failure: stop() drains the
+        // serving ones gracefully; never kill them here.
+        if (this.#stopping) return;
         await Promise.all(this.#serving.map((w) => this.#killNow(w)));
         this.#serving = [];
-        this.#control[Symbol.dispose]();
         throw error;
       }
     });
@@ -199,7 +202,8 @@ export class Supervisor {
       await Promise.all(all.map((w) => this.#retire(w, "stop")));
       this.#serving = [];
       await this.#queue.catch(() => {});
-      this.#control[Symbol.dispose]();
+      // Workers that were still starting when the stop came.
+      await Promise.all([...this.#retiring].map((w) => w.exited));
       this.#logger.info("all workers stopped");
       this.#stopped.resolve();
     })();
@@ -252,21 +256,37 @@ export class Supervisor {
         fresh = await this.#spawnReady(generation);
       } catch (error) {
         if (this.#stopping) return false;
-        this.#logger.error(
-          `generation ${generation} failed, rolled back: ${
-            (error as Error).message
-          }` +
-            (this.overlap
-              ? `; generation ${old.generation} keeps serving (pids ${
-                this.pids.join(", ")
-              })`
-              : "") +
-            `; waiting for the next restart signal`,
+        this.#rolledBack(generation, (error as Error).message);
+        return false;
+      }
+      if (!this.overlap) {
+        this.#serve(fresh, i);
+        continue;
+      }
+      // The rollback window: the old worker pre-drains while the new one
+      // takes over. If the new one dies in that time, the old one resumes.
+      this.#serving[i] = fresh;
+      this.#retire(old, "drain");
+      const window = timer(this.#preDrain, "committed" as const);
+      const outcome = await Promise.race([fresh.exited, window.promise]);
+      window.clear();
+      if (outcome !== "committed") {
+        if (this.#stopping) return false;
+        old.retiring = false;
+        this.#retiring.delete(old);
+        old.send({ kind: "resume" });
+        this.#serving[i] = old;
+        this.#rolledBack(
+          generation,
+          `worker pid ${fresh.pid} ${describeExit(outcome)} ${
+            since(fresh.started)
+          } ms after start, within the ${this.#preDrain} ms rollback window${
+            lastLines(fresh)
+          }`,
         );
         return false;
       }
       this.#serve(fresh, i);
-      if (this.overlap) this.#retire(old, "drain");
     }
     this.#generation = generation;
     this.#logger.info(
@@ -277,11 +297,23 @@ export class Supervisor {
     return true;
   }
 
+  #rolledBack(generation: number, why: string) {
+    this.#logger.error(
+      `generation ${generation} failed, rolled back: ${why}` +
+        (this.overlap
+          ? `; generation ${this.#generation} keeps serving (pids ${
+            this.pids.join(", ")
+          })`
+          : "") +
+        `; waiting for the next restart signal`,
+    );
+  }
+
   /** Spawns a worker and waits for its ready report. */
   async #spawnReady(generation: number): Promise<Worker> {
     let worker: Worker;
     try {
-      worker = new Worker(this.#command, generation, this.#control);
+      worker = new Worker(this.#command, generation);
     } catch (error) {
       throw new NotReadyError(
         `cannot start ${JSON.stringify(this.#command[0])}: ${
@@ -292,7 +324,7 @@ export class Supervisor {
     this.#starting.add(worker);
     const limit = timer(this.#readyTimeout, "timeout" as const);
     const outcome = await Promise.race([
-      worker.ready.then(() => "ready" as const),
+      worker.ready.then(() => "ready" as const, () => worker.exited),
       worker.exited,
       limit.promise,
     ]);
@@ -313,29 +345,42 @@ export class Supervisor {
     const why = outcome === "timeout"
       ? `worker pid ${worker.pid} not ready within ${this.#readyTimeout} ms (it must serve() with --allow-env and --unstable-net)`
       : `worker pid ${worker.pid} ${describeExit(outcome)} before it was ready`;
-    await this.#killNow(worker);
-    const lines = worker.lastLines;
-    throw new NotReadyError(
-      why +
-        (lines.length
-          ? `; its last stderr lines:\n  ${lines.join("\n  ")}`
-          : ""),
-    );
+    if (this.#stopping) {
+      // stop() is ending it; its exit is all that is left to see.
+      this.#retiring.add(worker);
+      worker.kill("SIGTERM");
+      worker.exited.then(() => this.#retiring.delete(worker));
+    } else {
+      await this.#killNow(worker);
+    }
+    throw new NotReadyError(why + lastLines(worker));
   }
 
   #serve(worker: Worker, index: number) {
     this.#serving[index] = worker;
-    worker.exited.then((status) => this.#onExit(worker, status));
+    worker.exited.then((status) => this.#onExit(worker, status, index));
   }
 
-  #onExit(worker: Worker, status: Deno.CommandStatus) {
+  /** A serving worker died: replace it in its slot, backing off per slot. */
+  #onExit(worker: Worker, status: Deno.CommandStatus, index: number) {
     if (worker.retiring || this.#stopping) return;
-    const index = this.#serving.indexOf(worker);
-    if (index < 0) return;
-    const uptime = performance.now() - worker.started;
-    if (uptime >= STABLE_AFTER) this.#backoff = this.#initialBackoff;
-    const delay = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF);
+    if (this.#serving[index] !== worker) return;
+    this.#replace(worker, status, index, performance.now() - worker.started);
+  }
+
+  /**
+   * Replaces the dead `worker` in slot `index` after the slot's backoff
+   * (reset once a worker there has lived a stable minute).
+   */
+  #replace(
+    worker: Worker,
+    status: Deno.CommandStatus,
+    index: number,
+    uptime: number,
+  ) {
+    let delay = this.#backoff.get(index) ?? this.#initialBackoff;
+    if (uptime >= STABLE_AFTER) delay = this.#initialBackoff;
+    this.#backoff.set(index, Math.min(delay * 2, MAX_BACKOFF));
     this.#logger.error(
       `worker pid ${worker.pid} (generation ${worker.generation}) ${
         describeExit(status)
@@ -349,7 +394,8 @@ export class Supervisor {
       } catch (error) {
         if (this.#stopping) return;
         this.#logger.error(`replacement failed: ${(error as Error).message}`);
-        this.#onExit(worker, status);
+        // It never served: no uptime, so the slot's backoff keeps growing.
+        this.#replace(worker, status, index, 0);
       }
     });
   }
@@ -361,23 +407,20 @@ export class Supervisor {
     worker.retiring = true;
     if (first) {
       const start = performance.now();
-      if (worker.link) {
-        // Detaching the listener only helps when the kernel migrates its
-        // queue; with tcp_migrate_req=0 it would reset those connections.
-        worker.link.send(
-          how === "drain"
-            ? `drain ${this.#preDrain}${this.migrates ? " detach" : ""}`
-            : "stop",
-        );
-        this.#logger.info(
-          how === "drain"
-            ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain ${this.#preDrain} ms, then drain`
-            : `worker pid ${worker.pid}: stop`,
-        );
-      } else {
-        worker.kill("SIGTERM");
-      }
+      // Detaching the listener only helps when the kernel migrates its
+      // queue; with tcp_migrate_req=0 it would reset those connections.
+      worker.send(
+        how === "drain"
+          ? { kind: "drain", delay: this.#preDrain, detach: this.migrates }
+          : { kind: "stop" },
+      );
+      this.#logger.info(
+        how === "drain"
+          ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain ${this.#preDrain} ms, then drain`
+          : `worker pid ${worker.pid}: stop`,
+      );
       worker.exited.then((status) => {
+        if (!worker.retiring) return; // resumed: it serves again
         this.#retiring.delete(worker);
         this.#logger.info(
           `worker pid ${worker.pid} (generation ${worker.generation}) ${
@@ -389,7 +432,7 @@ export class Supervisor {
     const limit = timer(this.#stopTimeout, "timeout" as const);
     const outcome = await Promise.race([worker.exited, limit.promise]);
     limit.clear();
-    if (outcome === "timeout") {
+    if (outcome === "timeout" && worker.retiring) {
       this.#logger.error(
         `worker pid ${worker.pid} still running ${this.#stopTimeout} ms after ${how}: killing it`,
       );
@@ -402,4 +445,12 @@ export class Supervisor {
     worker.kill("SIGKILL");
     await worker.exited;
   }
+}
+
+/** The worker's last stderr lines, for an error report. */
+function lastLines(worker: Worker): string {
+  const lines = worker.lastLines;
+  return lines.length
+    ? `; its last stderr lines:\n  ${lines.join("\n  ")}`
+    : "";
 }

@@ -81,22 +81,22 @@ function withClose(request: Request, res: Response): Response {
 }
 
 /**
- * The handler's `info`: Deno's, plus the drain signal, without writing to
- * Deno's object (a class with private fields: its getters need the real
- * object as `this`, so every other member is read from it).
+ * A proxy handler that gives Deno's `info` plus the drain signal, without
+ * writing to Deno's object (a class with private fields: its getters need
+ * the real object as `this`, so every other member is read from it). One
+ * per server: each request then costs one Proxy, no closures.
  */
-function withSignal(
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+function infoWithSignal(
   signal: AbortSignal,
-): GracefulHandlerInfo {
-  return new Proxy(info, {
+): ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>> {
+  return {
     get(target, key) {
       if (key === "signal") return signal;
       const value = Reflect.get(target, key, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
     has: (target, key) => key === "signal" || Reflect.has(target, key),
-  }) as GracefulHandlerInfo;
+  };
 }
 
 function pathOf(url: string): string {
@@ -122,6 +122,11 @@ export class Traffic implements GuardOwner {
   /** True from the moment the server starts draining. */
   draining = false;
   /**
+   * True during a supervisor's pre-drain: still serving, but every response
+   * says `Connection: close` and the health path 503 (like `drainDelay`).
+   */
+  preDraining = false;
+  /**
    * Set just before Deno's `shutdown()`: from then on, a body that Deno
    * hands over may already be unreadable (denoland/deno#36809).
    */
@@ -131,8 +136,11 @@ export class Traffic implements GuardOwner {
   /** Requests (or streams) that finished after draining started. */
   drained = 0;
 
+  #info: ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>>;
+
   constructor(options: TrafficOptions) {
     this.#options = options;
+    this.#info = infoWithSignal(options.signal);
     this.#guarded = options.bodyBuffer !== false;
     this.budget = new Budget(options.bodyBuffer || 0);
   }
@@ -181,7 +189,7 @@ export class Traffic implements GuardOwner {
   ): Response | Promise<Response> => {
     const { healthPath } = this.#options;
     if (healthPath !== undefined && pathOf(request.url) === healthPath) {
-      return this.draining
+      return this.draining || this.preDraining
         ? closing(request, 503, "draining\n")
         : new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
@@ -203,7 +211,7 @@ export class Traffic implements GuardOwner {
     try {
       result = this.#options.handler(
         request,
-        withSignal(info, this.#options.signal),
+        new Proxy(info, this.#info) as GracefulHandlerInfo,
       );
     } catch (error) {
       result = this.#failed(request, error);
@@ -287,7 +295,7 @@ export class Traffic implements GuardOwner {
   #settle(work: Work, res: Response): Response {
     this.#pending.delete(work);
     work.guard?.release();
-    if (this.draining) res = withClose(work.request, res);
+    if (this.draining || this.preDraining) res = withClose(work.request, res);
     if (this.#options.endStreams && hasOpenEndedBody(res)) {
       res = this.#track(work, res);
     } else {

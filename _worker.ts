@@ -1,63 +1,152 @@
 /**
- * One worker process of the supervisor: spawns the command, forwards its
- * stdout and stderr (keeping the last stderr lines for error reports), and
- * exposes its exit and its ready report as promises.
+ * One worker process of the supervisor: spawns the command with the
+ * protocol's pipe on stdin, forwards its stdout and stderr (keeping the
+ * last stderr lines, bounded, for error reports), spots its ready report,
+ * and signals only processes it has verified.
  */
-import type { ControlLink, ControlServer } from "./_control.ts";
+import {
+  type Command,
+  commandLine,
+  looksLikeReady,
+  nonce,
+  parseReady,
+  PROTOCOL,
+  SUPERVISOR_ENV,
+} from "./_protocol.ts";
+import { timer } from "./_timer.ts";
 
 /** How many stderr lines a worker keeps for a rollback report. */
 const KEEP_LINES = 10;
+/** How much of each kept line (characters). */
+const KEEP_CHARS = 500;
+/** A partial stderr line longer than this is forwarded without waiting for its end. */
+const MAX_PARTIAL = 64 * 1024;
+/** After the process exits, how long its last stderr may take to arrive. */
+const STDERR_GRACE_MS = 200;
 
-let nextId = 0;
+const encoder = new TextEncoder();
+
+/** Writes all of `bytes` to stderr (a pipe may take a large write in parts). */
+function toStderr(bytes: Uint8Array) {
+  for (let at = 0; at < bytes.length;) {
+    at += Deno.stderr.writeSync(bytes.subarray(at));
+  }
+}
+
+/**
+ * The parent of `pid`, from `/proc/PID/stat` (Deno wants `--allow-all` for
+ * that) or else from `ps` (with `--allow-run`); undefined if neither works.
+ */
+function parentOf(pid: number): number | undefined {
+  let ppid: number;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+    ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    try {
+      const out = new Deno.Command("ps", {
+        args: ["-o", "ppid=", "-p", String(pid)],
+        stdout: "piped",
+        stderr: "null",
+      }).outputSync();
+      if (!out.success) return undefined;
+      ppid = Number(new TextDecoder().decode(out.stdout).trim());
+    } catch {
+      return undefined;
+    }
+  }
+  return Number.isInteger(ppid) && ppid >= 0 ? ppid : undefined;
+}
+
+/**
+ * True if `pid` is `root` or one of its descendants (a wrapper such as
+ * `deno task` or `sh -c` runs the server as a grandchild).
+ */
+export function descendsFrom(pid: number, root: number): boolean {
+  let at: number | undefined = pid;
+  for (let depth = 0; depth < 16 && at !== undefined; depth++) {
+    if (at === root) return true;
+    if (at <= 1) return false;
+    at = parentOf(at);
+  }
+  return false;
+}
 
 /** A running worker process. */
 export class Worker {
-  readonly id: string;
   readonly generation: number;
   readonly child: Deno.ChildProcess;
   readonly started: number = performance.now();
   /** Resolves with the exit status when the process ends. */
   readonly exited: Promise<Deno.CommandStatus>;
-  /** Resolves when the worker reports ready over the control channel. */
-  readonly ready: Promise<ControlLink>;
-  link: ControlLink | undefined;
+  /** Resolves with the server's pid when the worker reports ready. */
+  readonly ready: Promise<number>;
+  /** The server's pid, once reported and verified. */
+  serverPid: number | undefined;
   /** Set when the supervisor asked it to drain or stop. */
   retiring = false;
+  #secret = nonce();
   #lines: string[] = [];
+  #ready = Promise.withResolvers<number>();
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #writes: Promise<unknown> = Promise.resolve();
+  #gone = false;
 
-  constructor(command: string[], generation: number, control: ControlServer) {
-    this.id = `${Deno.pid}-${++nextId}`;
+  constructor(command: string[], generation: number) {
     this.generation = generation;
-    this.ready = control.waitReady(this.id).then((link) => (this.link = link));
+    this.ready = this.#ready.promise;
+    this.ready.catch(() => {});
     this.child = new Deno.Command(command[0], {
       args: command.slice(1),
-      env: control.envFor(this.id),
-      stdin: "null",
+      env: { [SUPERVISOR_ENV]: PROTOCOL },
+      stdin: "piped",
       stdout: "inherit",
       stderr: "piped",
     }).spawn();
-    const forwarded = this.#forward(this.child.stderr);
-    this.exited = Promise.all([this.child.status, forwarded]).then(([s]) => {
-      control.forget(this.id);
-      this.link?.close();
-      return s;
+    this.#stdin = this.child.stdin.getWriter();
+    this.#stdin.closed.catch(() => {});
+    this.send({ kind: "hello", nonce: this.#secret });
+    const forwarded = this.#forward(this.child.stderr).catch(() => {});
+    // The exit is the process's: a grandchild that keeps stderr open must
+    // not hold it up (its last lines get a moment to arrive).
+    this.exited = this.child.status.then(async (status) => {
+      this.#gone = true;
+      const grace = timer(STDERR_GRACE_MS, undefined);
+      await Promise.race([forwarded, grace.promise]);
+      grace.clear();
+      this.#ready.reject(new Error("exited"));
+      this.#stdin.close().catch(() => {});
+      return status;
     });
   }
 
   /** The pid to report: the server's own if it said so, else the child's. */
   get pid(): number {
-    return this.link?.pid ?? this.child.pid;
+    return this.serverPid ?? this.child.pid;
   }
 
-  /** The last lines the worker wrote to stderr. */
+  /** The last lines the worker wrote to stderr (each cut to 500 characters). */
   get lastLines(): string[] {
     return this.#lines;
   }
 
-  /** Sends a signal to the child and, behind a wrapper, to the server. */
+  /** Sends one command on the worker's stdin; a worker that has gone is ignored. */
+  send(command: Command): void {
+    if (this.#gone) return;
+    const line = encoder.encode(commandLine(command));
+    this.#writes = this.#writes.then(() => this.#stdin.write(line)).catch(
+      () => {},
+    );
+  }
+
+  /**
+   * Signals the child and, behind a wrapper, the verified server. Never a
+   * process the supervisor has not started or verified.
+   */
   kill(signal: Deno.Signal): void {
-    for (const pid of new Set([this.child.pid, this.link?.pid])) {
-      if (pid === undefined) continue;
+    for (const pid of new Set([this.child.pid, this.serverPid])) {
+      if (pid === undefined || pid < 2) continue;
       try {
         Deno.kill(pid, signal);
       } catch {
@@ -66,19 +155,47 @@ export class Worker {
     }
   }
 
+  /** Forwards stderr line by line, taking out the ready report. */
   async #forward(stream: ReadableStream<Uint8Array>) {
     const decoder = new TextDecoder();
     let partial = "";
     for await (const chunk of stream) {
-      await Deno.stderr.write(chunk);
       partial += decoder.decode(chunk, { stream: true });
       const lines = partial.split("\n");
       partial = lines.pop()!;
-      this.#lines.push(...lines);
-      if (this.#lines.length > KEEP_LINES) {
-        this.#lines.splice(0, this.#lines.length - KEEP_LINES);
+      for (const line of lines) this.#line(line);
+      if (partial.length > MAX_PARTIAL) {
+        toStderr(encoder.encode(partial));
+        this.#keep(partial);
+        partial = "";
       }
     }
-    if (partial) this.#lines.push(partial);
+    if (partial) this.#line(partial);
+  }
+
+  #line(line: string) {
+    if (looksLikeReady(line)) {
+      const pid = parseReady(line, this.#secret);
+      if (pid !== undefined && descendsFrom(pid, this.child.pid)) {
+        this.serverPid ??= pid;
+        this.#ready.resolve(pid);
+      } else {
+        this.#keep(
+          `(ignored a ready report that was not this worker's: ${
+            line.slice(0, 80)
+          })`,
+        );
+      }
+      return;
+    }
+    toStderr(encoder.encode(line + "\n"));
+    this.#keep(line);
+  }
+
+  #keep(line: string) {
+    this.#lines.push(
+      line.length > KEEP_CHARS ? `${line.slice(0, KEEP_CHARS)}…` : line,
+    );
+    if (this.#lines.length > KEEP_LINES) this.#lines.shift();
   }
 }

@@ -6,15 +6,17 @@
  * drains. A new generation that fails is rolled back.
  *
  * ```sh
- * deno run --allow-run --allow-net=127.0.0.1 --allow-read --allow-env restart.ts \
+ * deno run --allow-run --allow-read restart.ts \
  *   -- deno run --allow-net --allow-env --unstable-net server.ts --port 8080
  * kill -HUP <supervisor pid>   # restart, zero downtime
  * ```
  *
  * Workers must call `serve()` from this module (or run under the `./auto`
- * preload): it finds the supervisor through the `GRACEFUL_SUPERVISOR`
+ * preload): it knows it is supervised from the `GRACEFUL_SUPERVISOR`
  * variable (so workers need `--allow-env`), binds with `reusePort` (so they
- * need `--unstable-net`), and reports ready over a private loopback channel.
+ * need `--unstable-net`), reports ready on its stderr and takes commands on
+ * its stdin: a channel no other process can reach. The supervisor needs no
+ * network permission.
  *
  * It does not: restart without downtime outside Linux (elsewhere a restart
  * stops the old workers, then starts new ones, and says so); pass sockets
@@ -25,11 +27,13 @@
  */
 import { type Logger, resolveLogger, stderrLoggerWith } from "./_log.ts";
 import {
+  MAX_WORKERS,
   NotReadyError,
   Supervisor,
   type SupervisorOptions,
 } from "./_supervisor.ts";
 import { SAME_SIGNAL_MS, signalExitCode, signalKind } from "./_signals.ts";
+import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./_cli.ts";
 
 export { NotReadyError, Supervisor };
 export type { Logger, SupervisorOptions };
@@ -179,8 +183,9 @@ function watch(
 
 const USAGE = `usage: restart.ts [options] -- <command...>
 options:
-  --workers N          workers sharing the port (default 1)
-  --pre-drain MS       Connection: close window before an old worker drains (default 1000)
+  --workers N          workers sharing the port (default 1, at most 64)
+  --pre-drain MS       Connection: close window before an old worker drains,
+                       also the rollback window for the new one (default 1000)
   --ready-timeout MS   time a new worker has to report ready (default 30000)
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
@@ -202,48 +207,50 @@ signals: SIGHUP or SIGUSR2 restart; SIGINT or SIGTERM stop (twice: kill)`;
  */
 export function parseArgs(args: string[]): SuperviseOptions {
   const split = args.indexOf("--");
-  const own = split < 0 ? args : args.slice(0, split);
+  // `--watch` alone means `--watch=.` (node's parseArgs has no optional values).
+  const own = (split < 0 ? args : args.slice(0, split)).map((arg) =>
+    arg === "--watch" ? "--watch=." : arg
+  );
   const command = split < 0 ? [] : args.slice(split + 1);
+  let parsed;
+  try {
+    parsed = parseFlags(own, {
+      workers: { type: "string" },
+      "pre-drain": { type: "string" },
+      "ready-timeout": { type: "string" },
+      "stop-timeout": { type: "string" },
+      watch: { type: "string" },
+      help: { type: "boolean" },
+    });
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) throw new Error(USAGE);
+  if (positionals.length > 0) {
+    throw new Error(
+      `unexpected argument ${
+        JSON.stringify(positionals[0])
+      }: put the command after --\n${USAGE}`,
+    );
+  }
   const options: SuperviseOptions = { command };
-  const number = (flag: string, value: string | undefined, min: number) => {
-    const n = Number(value);
-    if (
-      value === undefined || value.trim() === "" || !Number.isInteger(n) ||
-      n < min
-    ) {
-      throw new Error(
-        `${flag}: expected a whole number ≥ ${min}, got ${
-          JSON.stringify(value ?? "")
-        }`,
-      );
-    }
-    return n;
-  };
-  for (let i = 0; i < own.length; i++) {
-    const [flag, inline] = own[i].split(/=(.*)/s, 2);
-    const value = () => inline ?? own[++i];
-    switch (flag) {
-      case "--workers":
-        options.workers = number(flag, value(), 1);
-        break;
-      case "--pre-drain":
-        options.preDrain = number(flag, value(), 0);
-        break;
-      case "--ready-timeout":
-        options.readyTimeout = number(flag, value(), 1);
-        break;
-      case "--stop-timeout":
-        options.stopTimeout = number(flag, value(), 1);
-        break;
-      case "--watch":
-        options.watch = (inline ?? ".").split(",").filter(Boolean);
-        break;
-      case "--help":
-      case "-h":
-        throw new Error(USAGE);
-      default:
-        throw new Error(`unknown option ${JSON.stringify(own[i])}\n${USAGE}`);
-    }
+  const get = (flag: string) => values[flag] as string | undefined;
+  const ms = (flag: string, min: number) =>
+    wholeNumber(`--${flag}`, get(flag)!, min, MAX_TIMER_MS);
+  if (get("workers") !== undefined) {
+    options.workers = wholeNumber("--workers", get("workers")!, 1, MAX_WORKERS);
+  }
+  if (get("pre-drain") !== undefined) options.preDrain = ms("pre-drain", 0);
+  if (get("ready-timeout") !== undefined) {
+    options.readyTimeout = ms("ready-timeout", 1);
+  }
+  if (get("stop-timeout") !== undefined) {
+    options.stopTimeout = ms("stop-timeout", 1);
+  }
+  if (get("watch") !== undefined) {
+    options.watch = get("watch")!.split(",").filter(Boolean);
+    if (options.watch.length === 0) options.watch = ["."];
   }
   if (command.length === 0) {
     throw new Error(`no command to run: put it after --\n${USAGE}`);

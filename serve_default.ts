@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { type Parsed, parseFlags, wholeNumber } from "./_cli.ts";
 import { optionsFromEnv } from "./_env.ts";
 import { type GracefulServer, serve } from "./server.ts";
 
@@ -88,42 +89,49 @@ const USAGE =
 export function parseServeArgs(
   args: string[],
 ): { port: number; hostname: string; module: string } {
-  let port = 8000;
-  let hostname = "0.0.0.0";
-  let module: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const [flag, inline] = args[i].split(/=(.*)/s, 2);
-    if (flag === "--port") {
-      const value = inline ?? args[++i];
-      const n = Number(value);
-      if (!value || !Number.isInteger(n) || n < 0 || n > 65535) {
-        throw new Error(
-          `--port: expected a port number, got ${JSON.stringify(value ?? "")}`,
-        );
-      }
-      port = n;
-    } else if (flag === "--host") {
-      hostname = inline ?? args[++i] ?? "";
-      if (!hostname) throw new Error("--host needs a value");
-    } else if (flag.startsWith("-")) {
-      throw new Error(`unknown option ${JSON.stringify(args[i])}\n${USAGE}`);
-    } else if (module === undefined) {
-      module = args[i];
-    } else {
-      throw new Error(
-        `one module only, got ${JSON.stringify(args[i])} too\n${USAGE}`,
-      );
-    }
+  let parsed: Parsed;
+  try {
+    parsed = parseFlags(args, {
+      port: { type: "string" },
+      host: { type: "string" },
+    });
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${USAGE}`);
   }
-  if (!module) throw new Error(`no module given\n${USAGE}`);
-  return { port, hostname, module };
+  const { values, positionals } = parsed;
+  const port = values.port === undefined
+    ? 8000
+    : wholeNumber("--port", values.port as string, 0, 65535);
+  const hostname = (values.host as string | undefined) ?? "0.0.0.0";
+  if (hostname === "") throw new Error("--host needs a value");
+  if (positionals.length === 0) throw new Error(`no module given\n${USAGE}`);
+  if (positionals.length > 1) {
+    throw new Error(
+      `one module only, got ${JSON.stringify(positionals[1])} too\n${USAGE}`,
+    );
+  }
+  return { port, hostname, module: positionals[0] };
+}
+
+/**
+ * The module's URL: a URL as given, else a path (relative to the working
+ * directory) turned into a file URL, `#`, `?` and `%` included.
+ */
+function moduleUrl(module: string): string {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(module) && !/^[a-z]:[\\/]/i.test(module)) {
+    return module;
+  }
+  const absolute = module.startsWith("/")
+    ? module
+    : `${Deno.cwd().replace(/\/$/, "")}/${module}`;
+  // Each segment encoded: `#`, `?` and `%` are part of the file name here.
+  return `file://${absolute.split("/").map(encodeURIComponent).join("/")}`;
 }
 
 if (import.meta.main) {
   try {
     const { port, hostname, module } = parseServeArgs(Deno.args);
-    const url = new URL(module, `file://${Deno.cwd()}/`).href;
-    serveDefault(await import(url), { port, hostname });
+    serveDefault(await import(moduleUrl(module)), { port, hostname });
   } catch (error) {
     console.error(`serve_default.ts: ${(error as Error).message}`);
     Deno.exit(error instanceof Deno.errors.AddrInUse ? 1 : 2);

@@ -12,7 +12,7 @@
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { drainOptions } from "./_options.ts";
 import { shutdownLosesBodies } from "./_request_body.ts";
-import { detachListeners, isDetachError } from "./_detach.ts";
+import { detachListeners } from "./_detach.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
 import {
@@ -150,6 +150,13 @@ const denoServe = Deno.serve;
 
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
+
+/** An address for log lines: `host:port`, or the path of a Unix socket. */
+function describeAddr(addr: Deno.Addr): string {
+  if ("path" in addr) return addr.path;
+  if ("cid" in addr) return `vsock:${addr.cid}:${addr.port}`;
+  return `${addr.hostname}:${addr.port}`;
+}
 
 function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
   const [first, second] = args;
@@ -312,21 +319,25 @@ class Server implements GracefulServer {
       );
     } catch (error) {
       if (this.#ownsLifecycle) this.lifecycle?.[Symbol.dispose]();
+      const where = `${options.hostname ?? "0.0.0.0"}:${options.port ?? 8000}`;
       if (error instanceof Deno.errors.AddrInUse) {
-        const where = `${options.hostname ?? "0.0.0.0"}:${
-          options.port ?? 8000
-        }`;
         throw new Deno.errors.AddrInUse(
           `cannot listen on ${where}: address already in use`,
           { cause: error },
         );
       }
+      // Other errors (a host name that does not resolve, no permission) get
+      // the address in front, keeping their class.
+      if (error instanceof Error && !error.message.includes(where)) {
+        error.message = `cannot listen on ${where}: ${error.message}`;
+      }
       throw error;
     }
-    // A detached listener makes Deno's accept loop fail with EINVAL, which
-    // rejects `finished` early; the server is done when shutdown() resolves.
+    // A detached listener makes Deno's accept loop fail (EINVAL), which
+    // rejects `finished` early: once this server has detached it, that is
+    // the expected end, and the server is done when shutdown() resolves.
     this.#finished = this.#http.finished.catch(async (error) => {
-      if (!this.#detached || !isDetachError(error)) throw error;
+      if (!this.#detached) throw error;
       await this.#closed.promise;
     });
     this.lifecycle?.addDrainer((context) => this.#drain(context));
@@ -335,10 +346,26 @@ class Server implements GracefulServer {
         this.lifecycle
           ? this.lifecycle.start(context.reason, context)
           : this.#drain(context),
+      preDrain: (on) => {
+        this.#traffic.preDraining = on;
+        this.#logger.info(
+          on
+            ? `pre-drain on ${
+              describeAddr(this.addr)
+            }: Connection: close on every response`
+            : `pre-drain on ${
+              describeAddr(this.addr)
+            } ended: serving as before`,
+        );
+      },
     });
-    signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
-      once: true,
-    });
+    // An already aborted signal drains at once, as a later abort would.
+    if (signal?.aborted) queueMicrotask(() => this.shutdown("signal aborted"));
+    else {
+      signal?.addEventListener("abort", () => this.shutdown("signal aborted"), {
+        once: true,
+      });
+    }
   }
 
   get addr(): Deno.NetAddr {
@@ -400,7 +427,7 @@ class Server implements GracefulServer {
     detach: boolean,
   ): Promise<DrainResult> {
     const start = performance.now();
-    const where = `${this.addr.hostname}:${this.addr.port}`;
+    const where = describeAddr(this.addr);
     this.#traffic.startDraining();
     this.#controller.abort(reason);
     const announce = (extra: string) =>
@@ -414,7 +441,7 @@ class Server implements GracefulServer {
     // The deadline counts from the end of the delay: a delay (or a
     // supervisor's pre-drain) never eats into the time requests have.
     const deadline = timer(this.#drainTimeout, "deadline" as const);
-    if (detach && detachListeners(this.addr.port) > 0) {
+    if (detach && detachListeners(this.addr) > 0) {
       this.#detached = true;
       // The listener left the port's group: connections it accepted get a
       // moment to deliver their request before Deno's drain closes idle ones.

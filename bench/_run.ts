@@ -3,6 +3,9 @@ import { Proc } from "../tests/_helpers.ts";
 
 export { Conn, netns, Proc, SUPERVISOR_FLAGS } from "../tests/_helpers.ts";
 
+// Benchmark runs may be long; each ends its processes itself.
+Proc.limitMs = undefined;
+
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 /** The benchmark server script. */
 export const SERVER = here("./fixtures/server.ts");

@@ -5,6 +5,7 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 const live = new Set<Proc>();
+
 // A request that fails while a test is not awaiting it yet surfaces as an
 // unhandled rejection: show what the child processes said, to explain it.
 globalThis.addEventListener("unhandledrejection", () => {
@@ -13,6 +14,11 @@ globalThis.addEventListener("unhandledrejection", () => {
 
 /** A child process whose output is collected as it arrives. */
 export class Proc {
+  /**
+   * Longest a process may run (ms): a hang fails its test instead of
+   * hanging CI. `undefined` for none (the benchmarks' long runs).
+   */
+  static limitMs: number | undefined = 120_000;
   readonly child: Deno.ChildProcess;
   stdout = "";
   stderr = "";
@@ -58,12 +64,29 @@ export class Proc {
       pump(this.child.stdout, "stdout"),
       pump(this.child.stderr, "stderr"),
     ]);
-    this.status = done.then(() => this.child.status).then((status) => {
+    const exit = done.then(() => this.child.status).then((status) => {
       live.delete(this);
       this.output = () => `${this.#output()}--- exit ${status.code}\n`;
       this.#check(true);
       return status;
     });
+    // A process that hangs fails its test instead of hanging the suite.
+    let limit: ReturnType<typeof setTimeout> | undefined;
+    const ms = Proc.limitMs;
+    this.status = ms === undefined ? exit : Promise.race([
+      exit,
+      new Promise<never>((_, reject) => {
+        limit = setTimeout(() => {
+          reject(
+            new Error(
+              `pid ${this.pid} still running after ${ms} ms\n${this.output()}`,
+            ),
+          );
+          this.kill("SIGKILL");
+        }, ms);
+      }),
+    ]).finally(() => clearTimeout(limit));
+    this.status.catch(() => {});
   }
 
   get pid(): number {
@@ -171,13 +194,14 @@ export class Proc {
   }
 }
 
-/** The permissions the restart supervisor runs with in tests and benchmarks. */
+/**
+ * The permissions the restart supervisor runs with in tests and benchmarks:
+ * no network at all (its channel to the workers is their stdin and stderr).
+ */
 export const SUPERVISOR_FLAGS: string[] = [
   "run",
   "--allow-run",
-  "--allow-net=127.0.0.1",
   "--allow-read",
-  "--allow-env",
 ];
 
 /** Starts the fixture app (or `script`) and waits for its listening line. */

@@ -249,7 +249,7 @@ Deno.test("restart: a 3 s request in flight completes with 200 from the old work
   const [newPid] = await servingPids(proc, 2);
   assert.notEqual(newPid, oldPid);
   // After its pre-drain the old worker stops accepting: new requests go to the new one.
-  await proc.waitFor(/stopped accepting on/);
+  await proc.waitFor(/draining .* \(supervisor: restart\): 1 in flight/);
   assert.match((await get(port)).body, new RegExp(`ok ${newPid}`));
   const res = await pending;
   conn.close();
@@ -435,20 +435,35 @@ Deno.test("SIGKILL to the supervisor: workers notice, drain and exit; the port i
  * Pids still alive after up to `ms`. They are not this process's children,
  * so no exit event reaches it: poll, bounded. A zombie counts as dead.
  */
+async function ppid(pid: number): Promise<number> {
+  const out = await new Deno.Command("ps", {
+    args: ["-o", "ppid=", "-p", String(pid)],
+  }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
 async function survivors(pids: number[], ms = 5000): Promise<number[]> {
-  const alive = (pid: number) => {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      return stat.split(") ")[1]?.[0] !== "Z";
-    } catch {
-      return false;
-    }
+  // `ps`, not /proc: Deno wants --allow-all to read /proc/PID/stat, and a
+  // check that cannot read would call every process dead.
+  const alive = async (pid: number) => {
+    const out = await new Deno.Command("ps", {
+      args: ["-o", "stat=", "-p", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const state = new TextDecoder().decode(out.stdout).trim();
+    return out.success && state !== "" && !state.startsWith("Z");
   };
+  const living = async () =>
+    (await Promise.all(pids.map(async (p) => (await alive(p)) ? p : 0)))
+      .filter(Boolean);
   const deadline = performance.now() + ms;
-  while (pids.some(alive) && performance.now() < deadline) {
+  let left = await living();
+  while (left.length > 0 && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20));
+    left = await living();
   }
-  return pids.filter(alive);
+  return left;
 }
 
 Deno.test("--workers 2: both serve; a restart replaces them one by one", async () => {
@@ -510,7 +525,17 @@ Deno.test("bad input: one clear line, non-zero exit, nothing left running", asyn
     [
       ["--workers", "0", "--", "deno"],
       2,
-      /^restart\.ts: --workers: expected a whole number ≥ 1, got "0"/,
+      /^restart\.ts: --workers: expected a whole number from 1 to 64, got "0"/,
+    ],
+    [
+      ["--stop-timeout", "3000000000", "--", "deno"],
+      2,
+      /^restart\.ts: --stop-timeout: expected a whole number from 1 to 2147483647, got "3000000000"/,
+    ],
+    [
+      ["--pre-drain", "1e3", "--", "deno"],
+      2,
+      /^restart\.ts: --pre-drain: expected a whole number from 0 to 2147483647, got "1e3"/,
     ],
     [
       ["--", "/nonexistent/server"],
@@ -537,4 +562,207 @@ Deno.test("bad input: one clear line, non-zero exit, nothing left running", asyn
     assert.equal((await proc.status).code, code, proc.output());
     assert.match(proc.stderr, message);
   }
+});
+
+// --- The supervisor against strangers, crashes and stops -------------------
+
+const FORGED = here("./fixtures/forged_worker.ts");
+
+for (const how of ["zero", "negative", "one", "parent", "secret"]) {
+  Deno.test(`supervisor: a ready report with a forged ${how === "secret" ? "secret" : `pid (${how})`} is ignored and nothing is signalled but the child`, async () => {
+    // A stray sibling in the test's own process group: a kill(0) or kill(-1)
+    // by the supervisor would end it (and this test runner).
+    const sibling = new Deno.Command("sleep", { args: ["30"] }).spawn();
+    try {
+      const proc = new Proc([
+        ...SUPERVISOR_FLAGS,
+        RESTART,
+        "--ready-timeout",
+        "1500",
+        "--",
+        Deno.execPath(),
+        "run",
+        FORGED,
+        how,
+      ]);
+      await using _ = proc;
+      const { code } = await exited(proc, 0);
+      assert.equal(code, 1, proc.output());
+      assert.match(proc.stderr, /not ready within 1500 ms/);
+      assert.match(
+        proc.stderr,
+        /ignored a ready report that was not this worker's/,
+      );
+      // The supervisor reached its own end: it did not signal itself.
+      assert.match(proc.stderr, /supervisor pid \d+: starting/);
+      assert.deepEqual(await survivors([sibling.pid], 0), [sibling.pid]);
+    } finally {
+      sibling.kill("SIGKILL");
+      await sibling.status;
+    }
+  });
+}
+
+Deno.test("supervisor: needs no network permission; the ready report is not forwarded", async () => {
+  // SUPERVISOR_FLAGS has no --allow-net: the channel is the worker's stdio.
+  assert.ok(!SUPERVISOR_FLAGS.some((flag) => flag.startsWith("--allow-net")));
+  const { proc } = await supervise();
+  await using _ = proc;
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0);
+  assert.doesNotMatch(proc.stderr, /graceful: ready/);
+});
+
+Deno.test("rollback window: a new generation that dies 100 ms after ready is rolled back; the old one serves 20/20", async () => {
+  const flag = await Deno.makeTempFile();
+  await Deno.remove(flag);
+  const port = freePort();
+  const { proc } = await supervise({
+    port,
+    command: [
+      ...WORKER,
+      "--allow-read",
+      APP,
+      JSON.stringify({ port, flag, ifFlag: { crashAfter: 100 } }),
+    ],
+  });
+  await using _ = proc;
+  const [oldPid] = readyPids(proc);
+  await Deno.writeTextFile(flag, "crash");
+  try {
+    proc.kill("SIGHUP");
+    await proc.waitFor(
+      /generation 2 failed, rolled back: worker pid \d+ exited with code 3 \d+ ms after start, within the 1000 ms rollback window/,
+    );
+    await proc.waitFor(/restart rolled back, serving again/);
+    for (let i = 0; i < 20; i++) {
+      const res = await get(port);
+      assert.equal(res.status, 200);
+      assert.equal(res.body, `ok ${oldPid}\n`);
+    }
+    // Serving again means no pre-drain: no Connection: close, health 200.
+    const conn = await Conn.open(port);
+    const res = await conn.request("/");
+    conn.close();
+    assert.equal(res.headers.get("connection"), null);
+    assert.doesNotMatch(proc.stderr, /generation 1\) exited/);
+  } finally {
+    await Deno.remove(flag);
+  }
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0, proc.output());
+});
+
+Deno.test("stop while a worker is still starting: the serving one drains gracefully (its request completes), exit 0", async () => {
+  const flag = await Deno.makeTempFile();
+  await Deno.remove(flag);
+  const port = freePort();
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    "--workers",
+    "2",
+    "--",
+    ...WORKER,
+    "--allow-read",
+    "--allow-write",
+    APP,
+    // The first worker claims the flag and starts at once; the second
+    // takes 5 s to start.
+    JSON.stringify({
+      port,
+      flag,
+      claimFlag: true,
+      ifFlag: { startDelay: 5000 },
+    }),
+  ]);
+  await using _ = proc;
+  try {
+    await proc.waitFor(/generation 1\) ready/);
+    const [first] = readyPids(proc);
+    const conn = await Conn.open(port);
+    const pending = conn.request("/slow?ms=800");
+    await inFlight(proc, "/slow");
+    proc.kill("SIGTERM");
+    const res = await pending;
+    conn.close();
+    assert.equal(res.status, 200, proc.output());
+    assert.equal(res.body, `slow done ${first}\n`);
+    const { code } = await exited(proc, 0);
+    assert.equal(code, 0, proc.output());
+    assert.doesNotMatch(proc.stderr, /killing it|SIGKILL/);
+  } finally {
+    await Deno.remove(flag).catch(() => {});
+  }
+});
+
+Deno.test("--workers above the bound exits 2 with one line, before starting anything", async () => {
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    "--workers",
+    "65",
+    "--",
+    "true",
+  ]);
+  await using _ = proc;
+  const { code } = await exited(proc, 0);
+  assert.equal(code, 2);
+  assert.match(
+    proc.stderr,
+    /^restart\.ts: --workers: expected a whole number from 1 to 64, got "65"\n/,
+  );
+});
+
+Deno.test("a grandchild that keeps the worker's stderr open does not hold up the stop", async () => {
+  const port = freePort();
+  const script = `sleep 30 & echo "grandchild $!" >&2; exec ${
+    [...WORKER, APP, JSON.stringify({ port })].map((w) => `'${w}'`).join(" ")
+  }`;
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    "--",
+    "sh",
+    "-c",
+    script,
+  ]);
+  await using _ = proc;
+  const m = await proc.waitFor(/grandchild (\d+)/);
+  await proc.waitFor(/generation 1\) ready/);
+  try {
+    const stopped = performance.now();
+    proc.kill("SIGTERM");
+    // The supervisor's own exit: its stdout stays open in the grandchild
+    // (inherited), so the collected output would end only with it.
+    const { code } = await proc.child.status;
+    const ms = performance.now() - stopped;
+    assert.equal(code, 0, proc.output());
+    assert.ok(ms < 3000, `stopped ${ms} ms after SIGTERM`);
+  } finally {
+    Deno.kill(Number(m[1]), "SIGKILL");
+  }
+  await proc.status;
+});
+
+Deno.test("behind a wrapper (sh without exec): the server's pid, a grandchild, is verified and reported", async () => {
+  const port = freePort();
+  const script = [...WORKER, APP, JSON.stringify({ port })].map((w) => `'${w}'`)
+    .join(" ");
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    "--",
+    "sh",
+    "-c",
+    script,
+  ]);
+  await using _ = proc;
+  await proc.waitFor(/generation 1\) ready/);
+  const [pid] = readyPids(proc);
+  // The pid that answers is the one the supervisor reported: the server's.
+  assert.equal((await get(port)).body, `ok ${pid}\n`);
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0, proc.output());
+  assert.deepEqual(await survivors([Number(pid)]), []);
 });

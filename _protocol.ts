@@ -1,0 +1,100 @@
+/**
+ * The restart supervisor's protocol with its workers, in one place.
+ *
+ * The channel is the worker's own standard streams, as tableflip uses an
+ * inherited pipe: nothing outside the worker's process tree can write to
+ * them, there is no port for a stranger to find, and the end of stdin tells
+ * a worker that its supervisor is gone.
+ *
+ * - The supervisor starts the worker with `GRACEFUL_SUPERVISOR=stdio-1` and a
+ *   pipe on its stdin, and writes `hello <nonce>` first: a secret of 128 bits
+ *   per worker that only the worker's process tree can read.
+ * - Once listening, the worker writes `graceful: ready <nonce> <pid>` on
+ *   stderr. The supervisor takes that line out of the forwarded output and
+ *   believes the pid only if it is the child's or a descendant's.
+ * - Then, one line each on stdin: `drain <ms> [detach]` (pre-drain for that
+ *   long, then drain: a restart), `resume` (leave the pre-drain and keep
+ *   serving: a rollback), `stop` (drain now). EOF: drain now.
+ */
+
+/** The variable that tells a process it runs under the supervisor. */
+export const SUPERVISOR_ENV = "GRACEFUL_SUPERVISOR";
+
+/** Its value: the protocol version. */
+export const PROTOCOL = "stdio-1";
+
+/** Longest line either side accepts; longer ones are ignored. */
+export const MAX_LINE = 256;
+
+/** A command from the supervisor to a worker. */
+export type Command =
+  | { kind: "hello"; nonce: string }
+  | { kind: "drain"; delay: number; detach: boolean }
+  | { kind: "resume" }
+  | { kind: "stop" };
+
+const NONCE = /^[0-9a-f]{32}$/;
+
+/** A fresh secret for one worker. */
+export function nonce(): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+/** The line that carries `command` (with its newline). */
+export function commandLine(command: Command): string {
+  switch (command.kind) {
+    case "hello":
+      return `hello ${command.nonce}\n`;
+    case "drain":
+      return `drain ${command.delay}${command.detach ? " detach" : ""}\n`;
+    default:
+      return `${command.kind}\n`;
+  }
+}
+
+/** Parses one line from the supervisor; `undefined` if it is not a command. */
+export function parseCommand(line: string): Command | undefined {
+  const [word, arg, extra, ...rest] = line.trim().split(" ");
+  if (rest.length > 0) return undefined;
+  if (word === "hello" && NONCE.test(arg ?? "") && extra === undefined) {
+    return { kind: "hello", nonce: arg };
+  }
+  if (word === "drain" && /^\d{1,10}$/.test(arg ?? "")) {
+    const delay = Number(arg);
+    if (delay > 2 ** 31 - 1) return undefined;
+    if (extra === undefined || extra === "detach") {
+      return { kind: "drain", delay, detach: extra === "detach" };
+    }
+    return undefined;
+  }
+  if ((word === "resume" || word === "stop") && arg === undefined) {
+    return { kind: word };
+  }
+  return undefined;
+}
+
+/** The worker's ready report (one stderr line, with its newline). */
+export function readyLine(secret: string, pid: number): string {
+  return `graceful: ready ${secret} ${pid}\n`;
+}
+
+/**
+ * Reads a ready report: the pid it names if the line is one, carries this
+ * worker's secret, and names a plausible pid (a whole number ≥ 2: never 0,
+ * 1 or a negative pid, which `kill` would take as a process group or all
+ * processes). Whether the pid belongs to the worker is checked elsewhere.
+ */
+export function parseReady(line: string, secret: string): number | undefined {
+  const m = line.match(/^graceful: ready ([0-9a-f]{32}) (\d{1,10})$/);
+  if (!m || m[1] !== secret) return undefined;
+  const pid = Number(m[2]);
+  return pid >= 2 && pid <= 2 ** 31 - 1 ? pid : undefined;
+}
+
+/** True if `line` has the shape of a ready report (then never forwarded). */
+export function looksLikeReady(line: string): boolean {
+  return line.startsWith("graceful: ready ");
+}
