@@ -56,10 +56,17 @@ export function optionsFromEnv(): ServeOptions {
   }
   const signals = read("GRACEFUL_SIGNALS");
   if (signals !== undefined) {
-    try {
-      options.signals = signalList(
-        signals.split(",").map((s) => s.trim()).filter(Boolean),
+    const names = signals.split(",").map((s) => s.trim()).filter(Boolean);
+    // An empty list would silently turn graceful shutdown off.
+    if (names.length === 0) {
+      throw new TypeError(
+        `GRACEFUL_SIGNALS: expected signal names such as SIGINT,SIGTERM, got ${
+          JSON.stringify(signals)
+        }`,
       );
+    }
+    try {
+      options.signals = signalList(names);
     } catch (error) {
       throw new TypeError(
         `GRACEFUL_SIGNALS: ${

@@ -221,3 +221,19 @@ Deno.test("Shutdown: hooksTimeout bounds all hooks together; a hook's signal abo
   assert.equal(result.exitCode, 1);
   assert.ok(took >= 140 && took < 1000, `took ${took} ms`);
 });
+
+Deno.test("signal: an already aborted signal drains the server at once", async () => {
+  const server = serve(
+    { ...quiet, signal: AbortSignal.abort() },
+    ok,
+  );
+  await server.finished;
+  assert.equal(server.draining, true);
+});
+
+Deno.test("a host that does not resolve: the error names the address", () => {
+  assert.throws(
+    () => serve({ ...quiet, hostname: "no-such-host.invalid" }, ok),
+    /cannot listen on no-such-host\.invalid:0: /,
+  );
+});

@@ -213,6 +213,22 @@ Deno.test("auto: a bad variable stops the app at start with one line naming it",
         /GRACEFUL_SIGNALS: "SIGUSR1" cannot be used/,
       ],
       ["GRACEFUL_QUIET", "yes", /GRACEFUL_QUIET: expected 0 or 1, got "yes"/],
+      // An empty list would turn graceful shutdown off without a word.
+      [
+        "GRACEFUL_SIGNALS",
+        ",,,",
+        /GRACEFUL_SIGNALS: expected signal names such as SIGINT,SIGTERM, got ",,,"/,
+      ],
+      [
+        "GRACEFUL_SIGNALS",
+        " ",
+        /GRACEFUL_SIGNALS: expected signal names such as SIGINT,SIGTERM, got " "/,
+      ],
+      [
+        "GRACEFUL_SUPERVISOR",
+        "127.0.0.1:1/abc/x",
+        /GRACEFUL_SUPERVISOR: expected "stdio-1" \(set by restart\.ts\), got "127\.0\.0\.1:1\/abc\/x"/,
+      ],
     ] as const
   ) {
     const proc = new Proc(preloadArgs(APPS.plain), {
@@ -276,4 +292,22 @@ Deno.test("auto: an unmodified app's POST in flight keeps its whole body across 
   assert.equal(res.body, "262144\n");
   assert.equal(res.headers.get("connection"), "close");
   assert.equal((await proc.status).code, 0, proc.output());
+});
+
+Deno.test("serve_default: a module path with #, ?, % and a space is loaded as the file it names", async () => {
+  const base = await Deno.makeTempDir();
+  const dir = `${base}/a#b?c%41 d`;
+  await Deno.mkdir(dir);
+  const module = `${dir}/app #1.ts`;
+  await Deno.copyFile(here("./fixtures/default_app.ts"), module);
+  try {
+    const proc = serveDefault("--port", "0", "--host", "127.0.0.1", module);
+    await using _ = proc;
+    const port = Number((await proc.waitFor(LISTENING))[1]);
+    assert.match((await get(port)).body, /^ok \d+\n$/);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.status).code, 0, proc.output());
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
 });

@@ -755,11 +755,20 @@ Deno.test("behind a wrapper (sh without exec): the server's pid, a grandchild, i
     "--",
     "sh",
     "-c",
-    script,
+    // `; exit $?` keeps sh waiting as the parent (no implicit exec).
+    `${script}; exit $?`,
   ]);
   await using _ = proc;
   await proc.waitFor(/generation 1\) ready/);
   const [pid] = readyPids(proc);
+  const parent = await new Deno.Command("ps", {
+    args: ["-o", "comm=", "-p", String(await ppid(Number(pid)))],
+  }).output();
+  assert.equal(
+    new TextDecoder().decode(parent.stdout).trim(),
+    "sh",
+    "the server runs under the wrapper",
+  );
   // The pid that answers is the one the supervisor reported: the server's.
   assert.equal((await get(port)).body, `ok ${pid}\n`);
   proc.kill("SIGTERM");
