@@ -12,6 +12,7 @@ class Pool {
     if (!this.#open) throw new Error("pool is closed");
     console.log(`query: ${sql}`);
     await new Promise((resolve) => setTimeout(resolve, 300));
+    console.log(`query done: ${sql}`);
     return `result of ${sql}`;
   }
   async close(): Promise<void> {
