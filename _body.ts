@@ -18,7 +18,29 @@ function findInnerKey(res: Response): symbol | null {
   return null;
 }
 
-/** True when `res` has a body whose length Deno does not know up front. */
+let backingKey: symbol | null | undefined;
+
+/**
+ * True when `stream` is backed by a Deno resource (a file's `readable`, a
+ * `fetch()` body): Deno then copies it natively, and a JS wrapper would
+ * cost up to 40 % (measured on a 1 MiB file). Read from Deno's internal
+ * `[[resourceBacking]]` slot; where that is not found, false.
+ */
+export function isResourceBacked(stream: ReadableStream): boolean {
+  if (backingKey === undefined) {
+    backingKey = Object.getOwnPropertySymbols(stream).find((key) =>
+      key.description === "[[resourceBacking]]"
+    ) ?? null;
+  }
+  // deno-lint-ignore no-explicit-any
+  return backingKey !== null && (stream as any)[backingKey] != null;
+}
+
+/**
+ * True when `res` has a body whose length Deno does not know up front and
+ * that is not resource-backed: a JS stream (SSE, a generated body), the
+ * kind the deadline can end cleanly by wrapping it.
+ */
 export function hasOpenEndedBody(res: Response): boolean {
   if (innerKey === undefined) innerKey = findInnerKey(res);
   if (innerKey === null) return false;
@@ -28,7 +50,7 @@ export function hasOpenEndedBody(res: Response): boolean {
   // A stream given by the app has no `source`; a string body that Deno turned
   // into a stream (it does so when headers are set) keeps its source.
   return body != null && body.length === null && body.source == null &&
-    !res.headers.has("content-length");
+    !res.headers.has("content-length") && !isResourceBacked(body.stream);
 }
 
 /** A response body that the caller can end cleanly at any time. */

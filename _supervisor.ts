@@ -22,12 +22,16 @@ export interface SupervisorOptions {
   stopTimeout?: number;
   /** First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100. */
   crashBackoff?: number;
+  /**
+   * Once a worker has run this long (ms), a crash of its slot starts the
+   * backoff over at `crashBackoff`. Default 60 000.
+   */
+  stableAfter?: number;
   /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
   logger?: Logger | false;
 }
 
 const MAX_BACKOFF = 30_000;
-const STABLE_AFTER = 60_000;
 /** Most workers one supervisor runs (each is a whole Deno process). */
 export const MAX_WORKERS = 64;
 
@@ -82,6 +86,7 @@ export class Supervisor {
   #readyTimeout: number;
   #stopTimeout: number;
   #initialBackoff: number;
+  #stableAfter: number;
   /** Next crash delay per slot (index in #serving). */
   #backoff = new Map<number, number>();
   #logger: Logger;
@@ -127,6 +132,7 @@ export class Supervisor {
     this.#readyTimeout = duration("readyTimeout", options.readyTimeout, 30_000);
     this.#stopTimeout = duration("stopTimeout", options.stopTimeout, 60_000);
     this.#initialBackoff = duration("crashBackoff", options.crashBackoff, 100);
+    this.#stableAfter = duration("stableAfter", options.stableAfter, 60_000);
     this.#logger = resolveLogger(options.logger);
   }
 
@@ -379,7 +385,7 @@ export class Supervisor {
     uptime: number,
   ) {
     let delay = this.#backoff.get(index) ?? this.#initialBackoff;
-    if (uptime >= STABLE_AFTER) delay = this.#initialBackoff;
+    if (uptime >= this.#stableAfter) delay = this.#initialBackoff;
     this.#backoff.set(index, Math.min(delay * 2, MAX_BACKOFF));
     this.#logger.error(
       `worker pid ${worker.pid} (generation ${worker.generation}) ${

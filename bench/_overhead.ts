@@ -27,7 +27,10 @@ async function once(
   seconds: number,
   pin: boolean,
 ): Promise<WrkResult & { rssMiB: number }> {
-  const { proc } = await startServer({ impl, body }, pin);
+  const files = body.startsWith("file")
+    ? ["--allow-read", "--allow-write"]
+    : [];
+  const { proc } = await startServer({ impl, body }, pin, files);
   try {
     const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
     // POST bodies: "post-4k" / "post-1mib" (read with arrayBuffer()),

@@ -62,6 +62,7 @@ const ALL_BODIES = [
   "1mib",
   "stream",
   "stream-unwrapped",
+  "file-1mib",
   "post-4k",
   "post-1mib",
   "post-stream",

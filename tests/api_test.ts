@@ -237,3 +237,19 @@ Deno.test("a host that does not resolve: the error names the address", () => {
     /cannot listen on no-such-host\.invalid:0: /,
   );
 });
+
+Deno.test("stream detection: resource-backed bodies (a file) keep Deno's native path; JS streams are made endable", async () => {
+  const { hasOpenEndedBody } = await import("../_body.ts");
+  const path = await Deno.makeTempFile();
+  await Deno.writeTextFile(path, "x".repeat(1000));
+  const file = await Deno.open(path);
+  try {
+    assert.equal(hasOpenEndedBody(new Response(file.readable)), false);
+    const js = new ReadableStream({ pull: (c) => c.close() });
+    assert.equal(hasOpenEndedBody(new Response(js)), true);
+    assert.equal(hasOpenEndedBody(new Response("static")), false);
+  } finally {
+    file.close();
+    await Deno.remove(path);
+  }
+});

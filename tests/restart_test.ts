@@ -775,3 +775,59 @@ Deno.test("behind a wrapper (sh without exec): the server's pid, a grandchild, i
   assert.equal((await proc.status).code, 0, proc.output());
   assert.deepEqual(await survivors([Number(pid)]), []);
 });
+
+Deno.test("backoff is per slot and counts from the worker that crashed: after a long-lived worker, failing replacements back off 100, 200, 400 ms", async () => {
+  const flag = await Deno.makeTempFile();
+  await Deno.remove(flag);
+  const port = freePort();
+  const lines: string[] = [];
+  const log = (line: string) => void lines.push(line);
+  const seen = (pattern: RegExp) =>
+    new Promise<void>((resolve, reject) => {
+      const start = performance.now();
+      const poll = () => {
+        if (lines.some((l) => pattern.test(l))) return resolve();
+        if (performance.now() - start > 20_000) {
+          return reject(new Error(`no ${pattern}:\n${lines.join("\n")}`));
+        }
+        setTimeout(poll, 20);
+      };
+      poll();
+    });
+  const { supervise } = await import("../restart.ts");
+  // The first worker claims the flag, lives 600 ms (past stableAfter) and
+  // crashes; every later one exits before it is ready.
+  const { supervisor, stopped } = await supervise({
+    command: [
+      ...WORKER,
+      "--allow-read",
+      "--allow-write",
+      APP,
+      JSON.stringify({
+        port,
+        flag,
+        claimFlag: true,
+        crashAfter: 600,
+        ifFlag: { exitAtStart: 4, crashAfter: 0 },
+      }),
+    ],
+    stableAfter: 500,
+    signals: false,
+    logger: { info: log, warn: log, error: log },
+  });
+  try {
+    await seen(/after \d+ ms: crashed; replacing it in 400 ms/);
+    const delays = lines.flatMap((l) =>
+      l.match(/crashed; replacing it in (\d+) ms/)?.[1] ?? []
+    );
+    assert.deepEqual(
+      delays.slice(0, 3),
+      ["100", "200", "400"],
+      lines.join("\n"),
+    );
+  } finally {
+    await supervisor.stop();
+    await stopped;
+    await Deno.remove(flag).catch(() => {});
+  }
+});
