@@ -19,6 +19,8 @@ export interface OverheadRow {
   graceful: { rps: number; p50: number; p99: number; rssMiB: number };
   /** Median of per-round graceful/raw req/s ratios, and their min and max. */
   ratio: { median: number; min: number; max: number };
+  /** Every round's graceful/raw ratio, in order. */
+  ratios: number[];
 }
 
 async function once(
@@ -91,6 +93,7 @@ export async function overhead(
       rounds,
       raw: summary(raw),
       graceful: summary(graceful),
+      ratios: ratios.map((r) => round(r, 3)),
       ratio: {
         median: round(median(ratios), 3),
         min: round(Math.min(...ratios), 3),

@@ -27,6 +27,8 @@ export type Method = "naive" | "handoff" | "supervisor";
 export interface RestartRun {
   method: Method;
   mode: "keepalive" | "new";
+  /** "get", or "post": 4 KiB bodies read after 0–40 ms, checked by digest. */
+  request?: "get" | "post";
   migrateReq: string;
   restarts: number;
   sent: number;
@@ -41,6 +43,8 @@ export interface RestartRun {
 }
 
 const PORT = 18080;
+/** The POST runs' worker: the test fixture with its /upload route. */
+const APP = new URL("../tests/fixtures/app.ts", import.meta.url).pathname;
 const WORKER_FLAGS = ["--allow-net", "--allow-env", "--unstable-net"];
 
 interface Target {
@@ -78,14 +82,19 @@ async function naive(prefix: string[]): Promise<Target> {
   };
 }
 
-async function supervised(prefix: string[], method: Method): Promise<Target> {
+async function supervised(
+  prefix: string[],
+  method: Method,
+  post: boolean,
+): Promise<Target> {
   const worker = [
     Deno.execPath(),
     "run",
     ...WORKER_FLAGS,
     ...(method === "supervisor" ? ["--allow-ffi"] : []),
-    SERVER,
-    JSON.stringify({ impl: "graceful", port: PORT }),
+    ...(post
+      ? [APP, JSON.stringify({ port: PORT, logger: false })]
+      : [SERVER, JSON.stringify({ impl: "graceful", port: PORT })]),
   ];
   const proc = new Proc(
     [
@@ -126,6 +135,7 @@ export async function restartRun(
   migrateReq: 0 | 1,
   restarts: number,
   interval: number,
+  request: "get" | "post" = "get",
 ): Promise<RestartRun> {
   const made = await netns(migrateReq);
   const ns = typeof made === "string" ? undefined : made;
@@ -136,7 +146,7 @@ export async function restartRun(
   try {
     const target = method === "naive"
       ? await naive(prefix)
-      : await supervised(prefix, method);
+      : await supervised(prefix, method, request === "post");
     const load = new Proc(
       [
         "run",
@@ -147,7 +157,12 @@ export async function restartRun(
           rate: 1000,
           duration: restarts * interval + 1500,
           mode,
-          connections: 10,
+          // POSTs wait up to 40 ms before reading: more connections keep
+          // 1000/s on keep-alive.
+          connections: request === "post" ? 40 : 10,
+          ...(request === "post"
+            ? { path: "/upload?wait=random", body: 4096 }
+            : {}),
         }),
       ],
       {},
@@ -173,6 +188,7 @@ export async function restartRun(
     return {
       method,
       mode,
+      request,
       migrateReq: actual,
       restarts,
       sent: result.sent,

@@ -162,26 +162,30 @@ if (wanted("restarts")) {
   if (typeof probe !== "string") await probe[Symbol.asyncDispose]();
   const migrates: (0 | 1)[] = missing ? [1] : [0, 1];
   if (missing) log(`${missing}: restarts run on the host`);
-  const configs: [Method, "keepalive" | "new", 0 | 1][] = smoke
-    ? [["supervisor", "keepalive", 1]]
+  type Config = [Method, "keepalive" | "new", 0 | 1, "get" | "post"];
+  const configs: Config[] = smoke
+    ? [["supervisor", "keepalive", 1, "get"], ["supervisor", "new", 1, "post"]]
     : migrates.flatMap((m) =>
-      (["keepalive", "new"] as const).flatMap((mode) =>
-        (["naive", "handoff", "supervisor"] as const).map((method) =>
-          [method, mode, m] as [Method, "keepalive" | "new", 0 | 1]
-        )
-      )
+      (["keepalive", "new"] as const).flatMap((mode) => [
+        ...(["naive", "handoff", "supervisor"] as const).map((method) =>
+          [method, mode, m, "get"] as Config
+        ),
+        // POSTs: the supervisor's row (issue: bodies across restarts).
+        ["supervisor", mode, m, "post"] as Config,
+      ])
     );
-  for (const [method, mode, migrate] of configs) {
+  for (const [method, mode, migrate, request] of configs) {
     const run = await restartRun(
       method,
       mode,
       migrate,
       settings.restarts,
       settings.interval,
+      request,
     );
     results.restarts.push(run);
     log(
-      `restarts ${method} ${mode} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
+      `restarts ${method} ${mode} ${request} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
         JSON.stringify(run.failures)
       }`,
     );
