@@ -10,10 +10,11 @@
  * before it does.
  *
  * A {@linkcode BodyGuard} sits on each request that may have a body (any
- * method but GET and HEAD). Until the drain it costs one prototype swap and
- * two fields: `text()`, `json()`, `arrayBuffer()`, `bytes()`, `blob()` and
- * `formData()` go straight to Deno's own (native) methods, and only the
- * promise is kept. When the drain starts, every body
+ * method but GET and HEAD), in a side table (`Request.prototype`'s body
+ * members are routed through it once per process; Deno's objects are not
+ * touched). Until the drain `text()`, `json()`, `arrayBuffer()`, `bytes()`,
+ * `blob()` and `formData()` go straight to Deno's own (native) methods, and
+ * only the promise is kept. When the drain starts, every body
  * still unread is read ahead into memory (within a byte budget), so the
  * handler's later reads are served from there; `req.body` streams and
  * `clone()` go through a small JS stream that can do the same. The request
@@ -192,6 +193,10 @@ export class BodyGuard {
 
   /** The handler returned its response. */
   release(): void {
+    // Out of the side table unless its body still streams through JS: the
+    // table then holds only requests in flight (a WeakMap that grows until
+    // the next GC costs every request).
+    if (!this.#route) guards.delete(this.#request);
     if (this.#touched || this.#done) return;
     // Never asked for and no longer wanted: nothing to protect (stop any
     // read-ahead the drain started for it).

@@ -240,6 +240,8 @@ export function serve(...args: Args): GracefulServer {
 
 class Server implements GracefulServer {
   #drainTimeout: number;
+  /** False with endStreamsAtDeadline: false (streams are then not tracked). */
+  #streamsCounted: boolean;
   #drainDelay: number;
   #logger: Logger;
   #controller = new AbortController();
@@ -261,6 +263,7 @@ class Server implements GracefulServer {
       bodyBufferLimit,
     } = drainOptions(options);
     this.#drainTimeout = drainTimeout;
+    this.#streamsCounted = endStreams;
     this.#drainDelay = drainDelay;
     const {
       shutdown,
@@ -425,7 +428,11 @@ class Server implements GracefulServer {
     this.#controller.abort(reason);
     const announce = (extra: string) =>
       this.#logger.info(
-        `draining ${where} (${reason}): ${this.inFlight} in flight, deadline ${this.#drainTimeout} ms${extra}`,
+        `draining ${where} (${reason}): ${this.inFlight} in flight${
+          this.#streamsCounted
+            ? ""
+            : " (streams not counted: endStreamsAtDeadline is false)"
+        }, deadline ${this.#drainTimeout} ms${extra}`,
       );
     if (delay > 0) {
       announce(`, still accepting for ${delay} ms`);

@@ -237,3 +237,23 @@ Deno.test("canary: this Deno's own shutdown() still takes bodies away, as shutdo
   await (await res).text();
   assert.equal(lost, shutdownLosesBodies(), `Deno ${Deno.version.deno}`);
 });
+
+Deno.test("body: past bodyBufferLimit the body is read at the handler's pace, still whole, and a line says so", async () => {
+  const body = payload(2 * 1024 * 1024);
+  const { proc, port } = await start({ bodyBufferLimit: 64 * 1024 });
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  const response = conn.request("/upload?wait=600", {}, body);
+  await inFlight(proc, "/upload");
+  proc.kill("SIGTERM");
+  const res = await response;
+  conn.close();
+  assert.equal(res.status, 200, proc.output());
+  assert.equal(res.body, await digest(body));
+  assert.equal((await proc.status).code, 0, proc.output());
+  assert.match(
+    proc.stderr,
+    /request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace/,
+  );
+  assertClean(proc);
+});

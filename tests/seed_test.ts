@@ -129,6 +129,16 @@ Deno.test("seed demo: importing server.ts starts nothing", async () => {
 // Run the way users run it: `deno task start`, Ctrl+C to the whole group.
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const LOCAL = ["--host", "127.0.0.1"];
+/** `deno task start` on a free local port, as a user would type it. */
+const START_TASK = [
+  "task",
+  "--config",
+  CONFIG,
+  "start",
+  "--port",
+  "0",
+  ...LOCAL,
+];
 
 /** Sends the demo's 3 s request and waits until the server has it. */
 async function inFlightDemo(proc: Proc, port: number) {
@@ -163,15 +173,7 @@ async function ctrlCUnderTask(
 }
 
 Deno.test("seed under `deno task start`: Ctrl+C to the process group lets the 3 s request finish, exit 0", async () => {
-  const proc = Proc.group([
-    "task",
-    "--config",
-    CONFIG,
-    "start",
-    "--port",
-    "0",
-    ...LOCAL,
-  ]);
+  const proc = Proc.group(START_TASK);
   await ctrlCUnderTask(proc, () => Promise.resolve(proc.kill("SIGINT")));
 });
 
@@ -179,15 +181,7 @@ Deno.test("seed under `deno task start`: Ctrl+C to the process group lets the 3 
 const shape = (line: string) => line.replace(/\d+([.:]\d+)*/g, "N");
 
 Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s request finish, exit 0; the README's transcript is what the terminal shows", async () => {
-  const proc = Proc.pty([
-    "task",
-    "--config",
-    CONFIG,
-    "start",
-    "--port",
-    "0",
-    ...LOCAL,
-  ]);
+  const proc = Proc.pty(START_TASK);
   await ctrlCUnderTask(proc, () => proc.press("\x03"));
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),
@@ -227,13 +221,7 @@ Deno.test({
       "npx",
       "-y",
       `deno@${Deno.version.deno}`,
-      "task",
-      "--config",
-      CONFIG,
-      "start",
-      "--port",
-      "0",
-      ...LOCAL,
+      ...START_TASK,
     ], true);
     // npm's own rule: npx waits for the task, then reports 130 for any
     // Ctrl+C, whatever the task's status. The server's last line says 0.
@@ -242,15 +230,7 @@ Deno.test({
 });
 
 Deno.test("seed under `deno task start`: a deliberate second Ctrl+C 1 s later forces exit 130", async () => {
-  const proc = Proc.group([
-    "task",
-    "--config",
-    CONFIG,
-    "start",
-    "--port",
-    "0",
-    ...LOCAL,
-  ]);
+  const proc = Proc.group(START_TASK);
   await using _ = proc;
   const m = await proc.waitFor(/listening on http:\/\/[^:]+:(\d+)\//);
   const { conn, response } = await inFlightDemo(proc, Number(m[1]));
