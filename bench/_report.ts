@@ -2,6 +2,7 @@
 import type { OverheadRow } from "./_overhead.ts";
 import type { RestartRun } from "./_restarts.ts";
 import type { LatencyRow } from "./_shutdown.ts";
+import type { MemoryRun } from "./_memory.ts";
 
 /** Everything one `deno task bench` run measured. */
 export interface Results {
@@ -10,6 +11,8 @@ export interface Results {
   overhead: OverheadRow[];
   shutdown: LatencyRow[];
   restarts: RestartRun[];
+  /** The supervisor's RSS across restarts (absent in older results). */
+  memory?: MemoryRun;
 }
 
 /** The results as Markdown. */
@@ -54,6 +57,18 @@ export function markdown(r: Results): string {
       );
     }
     lines.push("");
+  }
+  if (r.memory) {
+    lines.push(
+      "## Supervisor memory across restarts",
+      "",
+      `RSS of the supervisor process (\`ps\`), ${r.memory.restarts} restarts with --pre-drain 0.`,
+      "",
+      "| restarts | RSS MiB |",
+      "| ---: | ---: |",
+      ...r.memory.samples.map(([n, mib]) => `| ${n} | ${mib} |`),
+      "",
+    );
   }
   if (r.restarts.length) {
     lines.push(

@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts
+ *   deno task bench --only=overhead,shutdown,restarts,memory
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
  *
@@ -19,9 +19,10 @@ import { type Method, restartRun } from "./_restarts.ts";
 import { canPin, ensureWrk, netns, sh } from "./_run.ts";
 import { type Parsed, parseFlags } from "../_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
+import { supervisorMemory } from "./_memory.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -155,6 +156,10 @@ if (wanted("overhead")) {
 }
 if (wanted("shutdown")) {
   results.shutdown = await shutdownLatency(settings.shutdownRuns, log);
+}
+if (wanted("memory")) {
+  const restarts = smoke ? 4 : long ? 2000 : 1000;
+  results.memory = await supervisorMemory(restarts, smoke ? 2 : 100, log);
 }
 if (wanted("restarts")) {
   const probe = await netns();

@@ -831,3 +831,26 @@ Deno.test("backoff is per slot and counts from the worker that crashed: after a 
     await Deno.remove(flag).catch(() => {});
   }
 });
+
+Deno.test("a worker that writes one 10 MB stderr line and exits: forwarded, and the rollback report keeps 500 characters of it", async () => {
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    "--",
+    "sh",
+    "-c",
+    `head -c 10000000 /dev/zero | tr '\\0' x >&2; exit 3`,
+  ]);
+  await using _ = proc;
+  const { code } = await exited(proc, 0);
+  assert.equal(code, 1);
+  // All of it was passed on, unchanged.
+  assert.ok(proc.stderr.includes("x".repeat(10_000_000)));
+  const report = proc.stderr.split("\n").find((line) =>
+    line.includes("exited with code 3 before it was ready")
+  );
+  assert.ok(report, proc.stderr.slice(-2000));
+  const kept = proc.stderr.slice(proc.stderr.indexOf(report!));
+  assert.match(kept, /its last stderr lines:\n {2}x{500}…/);
+  assert.ok(kept.length < 60_000, `report of ${kept.length} characters`);
+});
