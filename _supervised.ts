@@ -51,11 +51,15 @@ function hasReusePort(): boolean {
 }
 
 /** Reads lines from stdin, each at most MAX_LINE long (longer ones dropped). */
-async function* lines(): AsyncGenerator<string> {
+async function* lines(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffered = "";
   let skipping = false;
-  for await (const chunk of Deno.stdin.readable) {
+  while (true) {
+    const { done, value: chunk } = await reader.read();
+    if (done) return;
     buffered += decoder.decode(chunk, { stream: true });
     let at: number;
     while ((at = buffered.indexOf("\n")) >= 0) {
@@ -76,6 +80,7 @@ class Link {
   #logger: Logger;
   #secret = Promise.withResolvers<string>();
   #reading = false;
+  #stdin: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #reported = false;
   #draining = false;
   /** Ends the pre-drain early (resume, stop or EOF). */
@@ -113,7 +118,8 @@ class Link {
   }
 
   async #read() {
-    for await (const line of lines()) {
+    this.#stdin = Deno.stdin.readable.getReader();
+    for await (const line of lines(this.#stdin)) {
       const command = parseCommand(line);
       if (!command) continue; // not for us: never acted on
       if (command.kind === "hello") {
@@ -170,7 +176,10 @@ class Link {
   #drainAll(context: DrainContext) {
     if (this.#draining) return;
     this.#draining = true;
-    for (const target of this.#targets) target.drain(context).catch(() => {});
+    // Once drained, stop reading stdin: a pending read would keep a worker
+    // whose servers do not exit by themselves (`exit: false`) alive.
+    Promise.allSettled([...this.#targets].map((t) => t.drain(context)))
+      .then(() => this.#stdin?.cancel().catch(() => {}));
   }
 }
 

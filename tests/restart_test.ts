@@ -854,3 +854,17 @@ Deno.test("a worker that writes one 10 MB stderr line and exits: forwarded, and 
   assert.match(kept, /its last stderr lines:\n {2}x{500}…/);
   assert.ok(kept.length < 60_000, `report of ${kept.length} characters`);
 });
+
+Deno.test("a worker whose server has no lifecycle (shutdown: false) still exits after stop: the drained link stops reading stdin", async () => {
+  const { proc } = await supervise({
+    flags: ["--stop-timeout", "5000"],
+    app: { shutdown: false },
+  });
+  await using _ = proc;
+  const stopped = performance.now();
+  proc.kill("SIGTERM");
+  const { code, ms } = await exited(proc, stopped);
+  assert.equal(code, 0, proc.output());
+  assert.ok(ms < 3000, `stopped ${ms} ms after SIGTERM`);
+  assert.doesNotMatch(proc.stderr, /killing it/);
+});
