@@ -533,7 +533,7 @@ class Server implements GracefulServer {
       this.#traffic.bodiesIn().then(() => true),
       deadline.then(() => false),
     ]);
-    if (this.#traffic.bodyBudgetExceeded) {
+    if (this.#traffic.budget.exceeded) {
       this.#logger.warn(
         `request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace`,
       );

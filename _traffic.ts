@@ -113,8 +113,9 @@ export class Traffic implements GuardOwner {
   #options: TrafficOptions;
   /** Request bodies Deno still has to deliver. */
   #bodies = new Set<BodyGuard>();
-  #bodiesIn: (() => void) | undefined;
-  /** The read-ahead budget; undefined where bodies need no guard. */
+  /** Waiting for #bodies to empty (every caller of bodiesIn()). */
+  #bodiesIn: (() => void)[] = [];
+  /** The read-ahead budget (unused where bodies need no guard). */
   readonly budget!: Budget;
   #guarded: boolean;
   /** Requests that failed because the drain took their body (should be none). */
@@ -161,15 +162,10 @@ export class Traffic implements GuardOwner {
     return this.#bodies.size;
   }
 
-  /** True if a body did not fit the read-ahead budget (it is then read at the handler's pace). */
-  get bodyBudgetExceeded(): boolean {
-    return this.budget.exceeded;
-  }
-
   /** Resolves when no request body is still arriving (new ones included). */
   bodiesIn(): Promise<void> {
     if (this.#bodies.size === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.#bodiesIn = resolve));
+    return new Promise((resolve) => void this.#bodiesIn.push(resolve));
   }
 
   /** Requests whose handler failed because the drain took its body away. */
@@ -265,7 +261,8 @@ export class Traffic implements GuardOwner {
     this.#bodies.add(guard);
     guard.settled.then(() => {
       this.#bodies.delete(guard);
-      if (this.#bodies.size === 0) this.#bodiesIn?.();
+      if (this.#bodies.size > 0) return;
+      for (const resolve of this.#bodiesIn.splice(0)) resolve();
     });
   }
 
