@@ -107,10 +107,15 @@ export class Proc {
    * {@linkcode Proc.press} then types into it, so `"\x03"` is a real Ctrl+C
    * that the terminal turns into SIGINT for its whole foreground group.
    * Output arrives on stdout (the terminal merges both streams).
+   *
+   * `script` starts `$SHELL -c LINE`; the line `exec`s deno so the shell is
+   * not in the terminal's foreground group. A user's interactive shell is not
+   * either, but a non-interactive one is: dash dies of the Ctrl+C and `script`
+   * then reports 130 whatever deno did (measured: CI, where `SHELL` is `sh`).
    */
   static pty(args: string[], env: Record<string, string> = {}): Proc {
     const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
-    const line = [Deno.execPath(), ...args].map(quote).join(" ");
+    const line = "exec " + [Deno.execPath(), ...args].map(quote).join(" ");
     return new Proc([], env, ["script", "-qfec", line, "/dev/null"], true);
   }
 
