@@ -9,17 +9,18 @@
  * still arriving, and a body the handler has not read yet must be read
  * before it does.
  *
- * A {@linkcode BodyGuard} sits on each request that may have a body (any
- * method but GET and HEAD), in a side table (`Request.prototype`'s body
- * members are routed through it once per process; Deno's objects are not
- * touched). Until the drain `text()`, `json()`, `arrayBuffer()`, `bytes()`,
- * `blob()` and `formData()` go straight to Deno's own (native) methods, and
- * only the promise is kept. When the drain starts, every body
- * still unread is read ahead into memory (within a byte budget), so the
- * handler's later reads are served from there; `req.body` streams and
- * `clone()` go through a small JS stream that can do the same. The request
- * object itself is the one Deno gave: its `signal`, `headers` and `url`, and
- * the handler's `info`, keep their meaning.
+ * Nothing is added to a request before the drain: its handler reads the
+ * body with Deno's own (native) methods at full speed. `Request.prototype`'s
+ * body members are routed, once per process, through a side table so that
+ * a read started on a request in flight is remembered (the owner keeps its
+ * promise on the request's own record, no extra allocation), and `req.body`
+ * or `clone()` get a {@linkcode BodyGuard} with a small JS stream in
+ * between. When the drain starts, every request in flight that may have a
+ * body gets a guard: a read already under way is waited for; a body nobody
+ * has touched is read ahead into memory (within a byte budget), so the
+ * handler's later reads are served from there. The request object itself
+ * is the one Deno gave: its `signal`, `headers` and `url`, and the handler's
+ * `info`, keep their meaning.
  *
  * It does not: make a body arrive faster (a slow upload keeps the listener
  * open until it is in or the deadline cuts it), or protect bodies read with
@@ -75,23 +76,71 @@ const nativeMethods = Object.fromEntries(
 
 /** The guard of each guarded request (a side table: Deno's objects stay as they are). */
 const guards = new WeakMap<Request, BodyGuard>();
+/** Servers whose requests may need guards. */
+const owners = new Set<GuardOwner>();
 let patched = false;
+
+/** What an owner keeps for each of its requests in flight. */
+export interface BodySlot {
+  readonly request: Request;
+  /** The request's guard, once it has one. */
+  guard?: BodyGuard;
+  /** A native read of the body started before the drain. */
+  read?: Promise<unknown>;
+}
+
+function slotOf(request: Request): [GuardOwner, BodySlot] | undefined {
+  for (const owner of owners) {
+    const slot = owner.slotOf(request);
+    if (slot) return [owner, slot];
+  }
+  return undefined;
+}
+
+/** The guard of `request`, made now if it is a request in flight. */
+function guardOf(request: Request): BodyGuard | undefined {
+  const guard = guards.get(request);
+  if (guard) return guard;
+  const found = slotOf(request);
+  return found && guardSlot(found[0], found[1]);
+}
+
+/** Gives `slot` its guard (once), registered in the side table. */
+export function guardSlot(owner: GuardOwner, slot: BodySlot): BodyGuard {
+  return slot.guard ??= new BodyGuard(slot.request, owner, slot.read);
+}
+
+/** A body read: through the guard if there is one, else Deno's own. */
+function consume(request: Request, method: Method): Promise<unknown> {
+  const guard = guards.get(request);
+  if (guard) return guard.consume(method);
+  const found = slotOf(request);
+  if (!found) return nativeMethods[method].call(request);
+  const [owner, slot] = found;
+  if (owner.draining) return guardSlot(owner, slot).consume(method);
+  // Before the drain: Deno's own method at full speed; the drain will
+  // wait for this promise before it calls shutdown().
+  const read = nativeMethods[method].call(request);
+  slot.read ??= read;
+  return read;
+}
 
 /**
  * Routes the body members of `Request.prototype` through the guards, once
- * per process. A request without a guard (every request but a guarded one:
- * fetch's, a GET's) goes straight to Deno's own method after one WeakMap
- * miss. Patching the prototype once, rather than each request object,
- * keeps Deno's hot paths monomorphic: swapping a request's prototype cost
- * 10–15 % of a 4 KiB POST.
+ * per process, and registers `owner`. A request of no owner (fetch's, one
+ * the app made) goes straight to Deno's own member after a WeakMap miss
+ * and one map lookup per server. Patching the prototype once, rather than
+ * each request object, keeps Deno's hot paths monomorphic: swapping a
+ * request's prototype cost 10–15 % of a 4 KiB POST.
  */
-function patch() {
+export function register(owner: GuardOwner): void {
+  owners.add(owner);
   if (patched) return;
   patched = true;
   Object.defineProperties(native, {
     body: {
       get(this: Request) {
-        const guard = guards.get(this);
+        const guard = guardOf(this);
         return guard ? guard.body() : nativeBody.call(this);
       },
       configurable: true,
@@ -100,14 +149,16 @@ function patch() {
     bodyUsed: {
       get(this: Request) {
         const guard = guards.get(this);
-        return guard ? guard.used() : nativeBodyUsed.call(this);
+        if (guard) return guard.used();
+        return slotOf(this)?.[1].read !== undefined ||
+          nativeBodyUsed.call(this);
       },
       configurable: true,
       enumerable: true,
     },
     clone: {
       value: function clone(this: Request) {
-        const guard = guards.get(this);
+        const guard = guardOf(this);
         return guard ? guard.clone() : nativeClone.call(this);
       },
       configurable: true,
@@ -116,10 +167,7 @@ function patch() {
     ...Object.fromEntries(METHODS.map((method) => [method, {
       value: {
         [method](this: Request) {
-          const guard = guards.get(this);
-          return guard
-            ? guard.consume(method)
-            : nativeMethods[method].call(this);
+          return consume(this, method);
         },
       }[method],
       configurable: true,
@@ -128,14 +176,18 @@ function patch() {
   });
 }
 
+/** The owner's requests no longer need guards (its listener is closed). */
+export function unregister(owner: GuardOwner): void {
+  owners.delete(owner);
+}
+
 /** Why a body read failed at the deadline. */
 export class BodyCutError extends Error {
   override name = "BodyCutError";
 }
 
 /**
- * Guards the body of one request (see the module doc). Until the drain it
- * holds two fields and allocates nothing more. The owner calls
+ * Guards the body of one request (see the module doc). The owner calls
  * {@linkcode BodyGuard.readAhead} when the drain starts, waits for
  * {@linkcode BodyGuard.settled}, and calls {@linkcode BodyGuard.cut} at the
  * deadline.
@@ -152,10 +204,12 @@ export class BodyGuard {
   /** The handler asked for the body in some way. */
   #touched = false;
 
-  constructor(request: Request, owner: GuardOwner) {
+  /** `read`: a native read the handler started before the guard existed. */
+  constructor(request: Request, owner: GuardOwner, read?: Promise<unknown>) {
     this.#request = request;
     this.#owner = owner;
-    patch();
+    this.#native = read;
+    this.#touched = read !== undefined;
     guards.set(request, this);
   }
 
@@ -281,6 +335,8 @@ export class BodyGuard {
 
 /** What a guard needs from the server that owns it. */
 export interface GuardOwner {
+  /** The record of `request` if it is one of this owner's requests in flight. */
+  slotOf(request: Request): BodySlot | undefined;
   /** True once the drain has started. */
   readonly draining: boolean;
   /** The read-ahead budget. */

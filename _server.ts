@@ -489,6 +489,7 @@ class Server implements GracefulServer {
         );
       }
     }
+    this.#traffic.retire();
     const broken = this.#traffic.broken;
     if (broken.length > 0) {
       this.#logger.error(

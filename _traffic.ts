@@ -7,10 +7,14 @@
 import { endable, hasOpenEndedBody } from "./_body.ts";
 import { type Logger, since } from "./_log.ts";
 import {
-  BodyGuard,
+  type BodyGuard,
+  type BodySlot,
   Budget,
   type GuardOwner,
+  guardSlot,
   mayHaveBody,
+  register,
+  unregister,
 } from "./_request_body.ts";
 
 /** What a handler receives besides the request. */
@@ -26,11 +30,8 @@ export type GracefulHandler = (
   info: GracefulHandlerInfo,
 ) => Response | Promise<Response>;
 
-interface Work {
-  readonly request: Request;
+interface Work extends BodySlot {
   readonly start: number;
-  /** Keeps the request's body readable across the drain. */
-  readonly guard?: BodyGuard;
   /** Answers for the handler (pending handlers) or ends the body (streams). */
   cut?: () => void;
 }
@@ -108,7 +109,8 @@ function pathOf(url: string): string {
 
 /** Tracks and wraps the requests of one server. */
 export class Traffic implements GuardOwner {
-  #pending = new Set<Work>();
+  /** Handlers still running, by request (the body guards look them up). */
+  #pending = new Map<Request, Work>();
   #streams = new Set<Work>();
   #options: TrafficOptions;
   /** Request bodies Deno still has to deliver. */
@@ -144,17 +146,33 @@ export class Traffic implements GuardOwner {
     this.#info = infoWithSignal(options.signal);
     this.#guarded = options.bodyBuffer !== false;
     this.budget = new Budget(options.bodyBuffer || 0);
+    if (this.#guarded) register(this);
   }
 
-  /** Starts the drain: from now on, unread request bodies are read ahead. */
+  /**
+   * Starts the drain: every request in flight that may have a body gets a
+   * guard; a read under way is waited for, an unread body is read ahead.
+   */
   startDraining(): void {
     this.draining = true;
-    for (const work of this.#pending) {
-      if (work.guard && !work.guard.done) {
-        this.track(work.guard);
-        work.guard.readAhead();
-      }
+    if (!this.#guarded) return;
+    for (const work of this.#pending.values()) {
+      if (!work.guard && !mayHaveBody(work.request)) continue;
+      const guard = guardSlot(this, work);
+      if (guard.done) continue;
+      this.track(guard);
+      guard.readAhead();
     }
+  }
+
+  /** The listener is closed and nothing is in flight: no more guards. */
+  retire(): void {
+    unregister(this);
+  }
+
+  /** See {@linkcode GuardOwner.slotOf}. */
+  slotOf(request: Request): BodySlot | undefined {
+    return this.#pending.get(request);
   }
 
   /** Request bodies still arriving. */
@@ -189,20 +207,26 @@ export class Traffic implements GuardOwner {
         ? closing(request, 503, "draining\n")
         : new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
-    const guard = this.#guarded && mayHaveBody(request)
-      ? this.#guard(request)
-      : undefined;
-    if (guard && this.listenerClosed) return this.#late(request, info, guard);
-    return this.#run(request, info, guard);
+    const work: Work = { request, start: performance.now() };
+    // Before the drain a request carries nothing more (see _request_body.ts);
+    // during it, a body is read ahead from the start.
+    if (this.draining && this.#guarded && mayHaveBody(request)) {
+      const guard = guardSlot(this, work);
+      if (!guard.done) {
+        this.track(guard);
+        guard.readAhead();
+      }
+      if (this.listenerClosed) return this.#late(work, info, guard);
+    }
+    return this.#run(work, info);
   };
 
   #run(
-    request: Request,
+    work: Work,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-    guard: BodyGuard | undefined,
   ): Response | Promise<Response> {
-    const work: Work = { request, start: performance.now(), guard };
-    this.#pending.add(work);
+    const request = work.request;
+    this.#pending.set(request, work);
     let result: Response | Promise<Response>;
     try {
       result = this.#options.handler(
@@ -217,10 +241,12 @@ export class Traffic implements GuardOwner {
     work.cut = () => resolve(closing(request, 503, "server shutting down\n"));
     result.then(
       (res) => {
-        if (this.#pending.has(work)) resolve(this.#settle(work, res));
+        if (this.#pending.get(request) === work) {
+          resolve(this.#settle(work, res));
+        }
       },
       async (error) => {
-        if (!this.#pending.has(work)) return;
+        if (this.#pending.get(request) !== work) return;
         resolve(this.#settle(work, await this.#failed(request, error)));
       },
     );
@@ -234,25 +260,17 @@ export class Traffic implements GuardOwner {
    * effect, so the client may retry), else serve it as usual.
    */
   async #late(
-    request: Request,
+    work: Work,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
     guard: BodyGuard,
   ): Promise<Response> {
     await guard.settled;
     if (guard.failed) {
       this.lateRefused++;
-      return closing(request, 503, "server shutting down\n");
+      guard.release();
+      return closing(work.request, 503, "server shutting down\n");
     }
-    return await this.#run(request, info, guard);
-  }
-
-  #guard(request: Request): BodyGuard {
-    const guard = new BodyGuard(request, this);
-    if (this.draining) {
-      this.track(guard);
-      guard.readAhead();
-    }
-    return guard;
+    return await this.#run(work, info);
   }
 
   /** Waits for this body before `shutdown()` (see {@linkcode GuardOwner}). */
@@ -274,23 +292,27 @@ export class Traffic implements GuardOwner {
   cut(drainTimeout: number): string[] {
     for (const guard of this.#bodies) guard.cut(drainTimeout);
     const cut: string[] = [];
-    for (const set of [this.#pending, this.#streams]) {
-      for (const work of [...set]) {
-        const what = set === this.#pending ? "no response yet" : "stream ended";
-        cut.push(
-          `${work.request.method} ${pathOf(work.request.url)} (${
-            since(work.start)
-          } ms old, ${what})`,
-        );
-        set.delete(work);
-        work.cut?.();
-      }
+    const report = (work: Work, what: string) =>
+      cut.push(
+        `${work.request.method} ${pathOf(work.request.url)} (${
+          since(work.start)
+        } ms old, ${what})`,
+      );
+    for (const work of [...this.#pending.values()]) {
+      report(work, "no response yet");
+      this.#pending.delete(work.request);
+      work.cut?.();
+    }
+    for (const work of [...this.#streams]) {
+      report(work, "stream ended");
+      this.#streams.delete(work);
+      work.cut?.();
     }
     return cut;
   }
 
   #settle(work: Work, res: Response): Response {
-    this.#pending.delete(work);
+    this.#pending.delete(work.request);
     work.guard?.release();
     if (this.draining || this.preDraining) res = withClose(work.request, res);
     if (this.#options.endStreams && hasOpenEndedBody(res)) {
