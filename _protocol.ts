@@ -14,7 +14,10 @@
  *   believes the pid only if it is the child's or a descendant's.
  * - Then, one line each on stdin: `drain <ms> [detach]` (pre-drain for that
  *   long, then drain: a restart), `resume` (leave the pre-drain and keep
- *   serving: a rollback), `stop` (drain now). EOF: drain now.
+ *   serving: a rollback), `stop` (drain now), `steer <exclude> <count>`
+ *   (send the port's new connections to every member of its reuseport
+ *   group but the `exclude`-th of `count`: see `_steer.ts`), `unsteer`
+ *   (spread them by the kernel's hash again). EOF: drain now.
  */
 
 /** The variable that tells a process it runs under the supervisor. */
@@ -26,12 +29,17 @@ export const PROTOCOL = "stdio-1";
 /** Longest line either side accepts; longer ones are ignored. */
 export const MAX_LINE = 256;
 
+/** Largest reuseport group a `steer` command may name. */
+export const MAX_GROUP = 256;
+
 /** A command from the supervisor to a worker. */
 export type Command =
   | { kind: "hello"; nonce: string }
   | { kind: "drain"; delay: number; detach: boolean }
   | { kind: "resume" }
-  | { kind: "stop" };
+  | { kind: "stop" }
+  | { kind: "steer"; exclude: number; count: number }
+  | { kind: "unsteer" };
 
 const NONCE = /^[0-9a-f]{32}$/;
 
@@ -50,6 +58,8 @@ export function commandLine(command: Command): string {
       return `hello ${command.nonce}\n`;
     case "drain":
       return `drain ${command.delay}${command.detach ? " detach" : ""}\n`;
+    case "steer":
+      return `steer ${command.exclude} ${command.count}\n`;
     default:
       return `${command.kind}\n`;
   }
@@ -70,7 +80,20 @@ export function parseCommand(line: string): Command | undefined {
     }
     return undefined;
   }
-  if ((word === "resume" || word === "stop") && arg === undefined) {
+  if (
+    word === "steer" && /^\d{1,3}$/.test(arg ?? "") &&
+    /^\d{1,3}$/.test(extra ?? "")
+  ) {
+    const exclude = Number(arg);
+    const count = Number(extra);
+    return count >= 2 && count <= MAX_GROUP && exclude < count
+      ? { kind: "steer", exclude, count }
+      : undefined;
+  }
+  if (
+    (word === "resume" || word === "stop" || word === "unsteer") &&
+    arg === undefined
+  ) {
     return { kind: word };
   }
   return undefined;

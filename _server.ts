@@ -6,6 +6,7 @@ import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { drainOptions } from "./_options.ts";
 import { shutdownLosesBodies } from "./_request_body.ts";
 import { detachListeners } from "./_detach.ts";
+import { steerAway, unsteer } from "./_steer.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
 import {
@@ -354,6 +355,7 @@ class Server implements GracefulServer {
             } ended: serving as before`,
         );
       },
+      steer: (away) => this.#steer(away),
     });
     // An already aborted signal drains at once, as a later abort would.
     if (signal?.aborted) queueMicrotask(() => this.shutdown("signal aborted"));
@@ -415,6 +417,31 @@ class Server implements GracefulServer {
       context.detachListener ?? false,
     );
     return this.#result;
+  }
+
+  /** Whether steering failed once already (said once, then quiet). */
+  #steerFailed = false;
+
+  /** See {@linkcode DrainTarget.steer}: one line says what happened. */
+  #steer(away: { exclude: number; count: number } | undefined) {
+    const where = describeAddr(this.addr);
+    const failed = away
+      ? steerAway(this.addr, away.exclude, away.count)
+      : unsteer(this.addr);
+    if (failed === undefined) {
+      this.#logger.info(
+        away
+          ? `steering new connections on ${where} to the other ${
+            away.count - 1
+          } listener(s) of the port (this one is ${away.exclude} of ${away.count})`
+          : `steering on ${where} ended: the kernel spreads new connections again`,
+      );
+    } else if (away && !this.#steerFailed) {
+      this.#steerFailed = true;
+      this.#logger.warn(
+        `cannot steer new connections away from ${where}: ${failed}; with tcp_migrate_req=0 the connections queued here when it closes are reset`,
+      );
+    }
   }
 
   async #runDrain(

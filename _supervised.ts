@@ -30,6 +30,12 @@ export interface DrainTarget {
    * `Connection: close` on every response, still serving.
    */
   preDrain(on: boolean): void;
+  /**
+   * Sends the port's new connections to the other members of its reuseport
+   * group (`exclude`: this worker's index of `count`), or (`undefined`)
+   * back to the kernel's hash. See `_steer.ts`.
+   */
+  steer(away?: { exclude: number; count: number }): void;
 }
 
 function readVariable(): string | undefined {
@@ -126,6 +132,10 @@ class Link {
         this.#secret.resolve(command.nonce);
       } else if (command.kind === "drain") {
         this.#preDrainThenDrain(command.delay, command.detach);
+      } else if (command.kind === "steer") {
+        for (const target of this.#targets) target.steer(command);
+      } else if (command.kind === "unsteer") {
+        for (const target of this.#targets) target.steer(undefined);
       } else {
         this.#interrupt?.(command);
         if (command.kind === "stop") {

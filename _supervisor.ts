@@ -27,6 +27,13 @@ export interface SupervisorOptions {
    * backoff over at `crashBackoff`. Default 60 000.
    */
   stableAfter?: number;
+  /**
+   * Steer new connections away from a retiring worker before it closes its
+   * listener (Linux; the workers need `--allow-ffi`): with
+   * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
+   * old worker then exits before the next slot restarts. Default true.
+   */
+  steer?: boolean;
   /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
   logger?: Logger | false;
 }
@@ -83,6 +90,15 @@ export class Supervisor {
   #command: string[];
   #count: number;
   #preDrain: number;
+  #steer: boolean;
+  /**
+   * The port's reuseport group as the kernel orders it: workers join at the
+   * end when they report ready; one that exits is replaced in its slot by
+   * the last (see `_steer.ts`). Joins and exits are serialized by the
+   * queue (an old worker exits before the next one starts), so the order
+   * holds; if it ever did not, steering degrades to the kernel's hash.
+   */
+  #group: Worker[] = [];
   #readyTimeout: number;
   #stopTimeout: number;
   #initialBackoff: number;
@@ -129,6 +145,12 @@ export class Supervisor {
     this.#command = options.command;
     this.#count = workers;
     this.#preDrain = duration("preDrain", options.preDrain, 1000);
+    if (options.steer !== undefined && typeof options.steer !== "boolean") {
+      throw new TypeError(
+        `steer: expected true or false, got ${JSON.stringify(options.steer)}`,
+      );
+    }
+    this.#steer = options.steer ?? true;
     this.#readyTimeout = duration("readyTimeout", options.readyTimeout, 30_000);
     this.#stopTimeout = duration("stopTimeout", options.stopTimeout, 60_000);
     this.#initialBackoff = duration("crashBackoff", options.crashBackoff, 100);
@@ -272,6 +294,7 @@ export class Supervisor {
       // The rollback window: the old worker pre-drains while the new one
       // takes over. If the new one dies in that time, the old one resumes.
       this.#serving[i] = fresh;
+      const steered = this.#steerAway(old);
       this.#retire(old, "drain");
       const window = timer(this.#preDrain, "committed" as const);
       const outcome = await Promise.race([fresh.exited, window.promise]);
@@ -281,6 +304,7 @@ export class Supervisor {
         old.retiring = false;
         this.#retiring.delete(old);
         old.send({ kind: "resume" });
+        if (steered) old.send({ kind: "unsteer" });
         this.#serving[i] = old;
         this.#rolledBack(
           generation,
@@ -293,6 +317,12 @@ export class Supervisor {
         return false;
       }
       this.#serve(fresh, i);
+      if (steered) {
+        // The group's order must not change under a program that names
+        // indices: the old worker leaves before anything else joins.
+        await old.exited;
+        fresh.send({ kind: "unsteer" });
+      }
     }
     this.#generation = generation;
     this.#logger.info(
@@ -341,6 +371,8 @@ export class Supervisor {
       throw new NotReadyError("stopping");
     }
     if (outcome === "ready") {
+      this.#group.push(worker);
+      worker.exited.then(() => this.#leave(worker));
       this.#logger.info(
         `worker pid ${worker.pid} (generation ${generation}) ready in ${
           since(worker.started)
@@ -360,6 +392,22 @@ export class Supervisor {
       await this.#killNow(worker);
     }
     throw new NotReadyError(why + lastLines(worker));
+  }
+
+  /** The kernel moves the group's last socket into a leaver's slot. */
+  #leave(worker: Worker) {
+    const at = this.#group.indexOf(worker);
+    if (at < 0) return;
+    const last = this.#group.pop()!;
+    if (at < this.#group.length) this.#group[at] = last;
+  }
+
+  /** Asks `old` to steer new connections to the rest of its group. */
+  #steerAway(old: Worker): boolean {
+    const at = this.#group.indexOf(old);
+    if (!this.#steer || at < 0 || this.#group.length < 2) return false;
+    old.send({ kind: "steer", exclude: at, count: this.#group.length });
+    return true;
   }
 
   #serve(worker: Worker, index: number) {

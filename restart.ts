@@ -189,6 +189,8 @@ options:
   --ready-timeout MS   time a new worker has to report ready (default 30000)
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
+  --no-steer           do not steer new connections away from a retiring worker
+                       (steering needs --allow-ffi in the worker command)
 signals: SIGHUP or SIGUSR2 restart; SIGINT or SIGTERM stop (twice: kill)`;
 
 /**
@@ -220,6 +222,7 @@ export function parseArgs(args: string[]): SuperviseOptions {
       "ready-timeout": { type: "string" },
       "stop-timeout": { type: "string" },
       watch: { type: "string" },
+      "no-steer": { type: "boolean" },
       help: { type: "boolean" },
     });
   } catch (error) {
@@ -248,6 +251,7 @@ export function parseArgs(args: string[]): SuperviseOptions {
   if (get("stop-timeout") !== undefined) {
     options.stopTimeout = ms("stop-timeout", 1);
   }
+  if (values["no-steer"]) options.steer = false;
   if (get("watch") !== undefined) {
     options.watch = get("watch")!.split(",").filter(Boolean);
     if (options.watch.length === 0) options.watch = ["."];

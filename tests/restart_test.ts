@@ -93,9 +93,10 @@ async function restartsUnderLoad(
   ns: { prefix: string[]; migrateReq: 0 | 1 } | undefined,
   workerFlags: string[] = [],
   post = false,
-  { flags = [], tolerate = [] }: {
+  { flags = [], tolerate = [], workers = 1 }: {
     /** Supervisor flags. */
     flags?: string[];
+    workers?: number;
     /** Failure kinds this run accepts (the rest must be none). */
     tolerate?: string[];
   } = {},
@@ -106,6 +107,7 @@ async function restartsUnderLoad(
     port,
     prefix,
     flags,
+    workers,
     command: [...WORKER, ...workerFlags, APP, JSON.stringify({ port })],
   });
   await using _ = proc;
@@ -160,12 +162,24 @@ async function restartsUnderLoad(
   assert.ok(result.ok > least, `only ${result.ok} requests answered`);
   if (tolerate.length === 0) assert.equal(result.ok, result.sent);
   // Six generations answered, in order, and the last answers came from the newest.
-  assert.equal(result.pids.length, 6, JSON.stringify(result.pids));
-  assert.equal(result.pids.at(-1)![0], pids[0]);
-  // With tcp_migrate_req=1 and --allow-ffi each old worker detached its listener.
-  const detached = (proc.stderr.match(/detached the listener/g) ?? []).length;
-  const expected = prefix.length && workerFlags.includes("--allow-ffi") ? 5 : 0;
-  assert.equal(detached, expected);
+  assert.equal(result.pids.length, 6 * workers, JSON.stringify(result.pids));
+  assert.ok(pids.includes(result.pids.at(-1)![0]));
+  // With --allow-ffi each old worker steered new connections away (unless
+  // --no-steer), and with tcp_migrate_req=1 also detached its listener.
+  const ffi = workerFlags.includes("--allow-ffi");
+  const count = (pattern: RegExp) => (proc.stderr.match(pattern) ?? []).length;
+  assert.equal(
+    count(/detached the listener/g),
+    ffi && ns?.migrateReq === 1 ? 5 * workers : 0,
+  );
+  const steering = ffi && !flags.includes("--no-steer");
+  assert.equal(
+    count(/steering new connections on \S+ to the other/g),
+    steering ? 5 * workers : 0,
+    proc.stderr,
+  );
+  assert.equal(count(/steering on \S+ ended/g), steering ? 5 * workers : 0);
+  assert.equal(count(/cannot steer/g), ffi ? 0 : 5 * workers);
   proc.kill("SIGTERM");
   assert.equal((await proc.status).code, 0);
 }
@@ -210,6 +224,25 @@ Deno.test("restart with no pre-drain under 1000 POST/s, keep-alive: connections 
     tolerate: ["closed", "reset", "status_503"],
   });
 });
+
+for (const [post, workers] of [[false, 1], [true, 1], [true, 2]] as const) {
+  Deno.test({
+    name: `restart under 1000 ${
+      post ? "POST/s (4 KiB)" : "req/s"
+    }, a new connection per request, ${workers} worker(s), 5 restarts, default kernel (tcp_migrate_req=0), steered (--allow-ffi): 0 failures`,
+    ignore: nsMissing !== undefined,
+    async fn() {
+      await using ns = await namespace(0);
+      await restartsUnderLoad(
+        "new",
+        { prefix: ns.prefix, migrateReq: 0 },
+        ["--allow-ffi"],
+        post,
+        { workers },
+      );
+    },
+  });
+}
 
 Deno.test({
   name:
@@ -613,45 +646,60 @@ Deno.test("supervisor: needs no network permission; the ready report is not forw
   assert.doesNotMatch(proc.stderr, /graceful: ready/);
 });
 
-Deno.test("rollback window: a new generation that dies 100 ms after ready is rolled back; the old one serves 20/20", async () => {
-  const flag = await Deno.makeTempFile();
-  await Deno.remove(flag);
-  const port = freePort();
-  const { proc } = await supervise({
-    port,
-    command: [
-      ...WORKER,
-      "--allow-read",
-      APP,
-      JSON.stringify({ port, flag, ifFlag: { crashAfter: 100 } }),
-    ],
-  });
-  await using _ = proc;
-  const [oldPid] = readyPids(proc);
-  await Deno.writeTextFile(flag, "crash");
-  try {
-    proc.kill("SIGHUP");
-    await proc.waitFor(
-      /generation 2 failed, rolled back: worker pid \d+ exited with code 3 \d+ ms after start, within the 1000 ms rollback window/,
-    );
-    await proc.waitFor(/restart rolled back, serving again/);
-    for (let i = 0; i < 20; i++) {
-      const res = await get(port);
-      assert.equal(res.status, 200);
-      assert.equal(res.body, `ok ${oldPid}\n`);
-    }
-    // Serving again means no pre-drain: no Connection: close, health 200.
-    const conn = await Conn.open(port);
-    const res = await conn.request("/");
-    conn.close();
-    assert.equal(res.headers.get("connection"), null);
-    assert.doesNotMatch(proc.stderr, /generation 1\) exited/);
-  } finally {
-    await Deno.remove(flag);
-  }
-  proc.kill("SIGTERM");
-  assert.equal((await proc.status).code, 0, proc.output());
-});
+for (const ffi of [false, true]) {
+  Deno.test(
+    `rollback window: a new generation that dies 100 ms after ready is rolled back; the old one serves 20/20 new connections${
+      ffi ? " (steered away from it until then, --allow-ffi)" : ""
+    }`,
+    async () => {
+      const flag = await Deno.makeTempFile();
+      await Deno.remove(flag);
+      const port = freePort();
+      const { proc } = await supervise({
+        port,
+        command: [
+          ...WORKER,
+          "--allow-read",
+          ...(ffi ? ["--allow-ffi"] : []),
+          APP,
+          JSON.stringify({ port, flag, ifFlag: { crashAfter: 100 } }),
+        ],
+      });
+      await using _ = proc;
+      const [oldPid] = readyPids(proc);
+      await Deno.writeTextFile(flag, "crash");
+      try {
+        proc.kill("SIGHUP");
+        await proc.waitFor(
+          /generation 2 failed, rolled back: worker pid \d+ exited with code 3 \d+ ms after start, within the 1000 ms rollback window/,
+        );
+        await proc.waitFor(/restart rolled back, serving again/);
+        for (let i = 0; i < 20; i++) {
+          const res = await get(port);
+          assert.equal(res.status, 200);
+          assert.equal(res.body, `ok ${oldPid}\n`);
+        }
+        // Serving again means no pre-drain: no Connection: close, health 200.
+        const conn = await Conn.open(port);
+        const res = await conn.request("/");
+        conn.close();
+        assert.equal(res.headers.get("connection"), null);
+        assert.doesNotMatch(proc.stderr, /generation 1\) exited/);
+        if (ffi) {
+          // The old worker had steered new connections to the new one (index 1
+          // of 2); once that died, index 1 was past the end and the kernel's
+          // hash (only the old one left) took over; resume detached the program.
+          assert.match(proc.stderr, /this one is 0 of 2/);
+          await proc.waitFor(/steering on \S+ ended/);
+        }
+      } finally {
+        await Deno.remove(flag);
+      }
+      proc.kill("SIGTERM");
+      assert.equal((await proc.status).code, 0, proc.output());
+    },
+  );
+}
 
 Deno.test("stop while a worker is still starting: the serving one drains gracefully (its request completes), exit 0", async () => {
   const flag = await Deno.makeTempFile();

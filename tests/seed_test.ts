@@ -261,7 +261,9 @@ Deno.test("supervisor under `deno task start:supervised`: Ctrl+C to the group dr
   await proc.waitFor(/generation 1\) ready/);
   const { conn, response } = await inFlightDemo(proc, Number(port));
   proc.kill("SIGINT");
-  const res = await response;
+  const res = await response.catch((error) => {
+    throw new Error(`the in-flight request failed: ${error}\n${proc.output()}`);
+  });
   conn.close();
   assert.equal(res.status, 200, proc.output());
   assert.equal(res.body, "hello world\n");

@@ -1,0 +1,99 @@
+/**
+ * The few libc calls the restart handoff needs on Linux, through FFI: find
+ * this process's listening sockets for an address (Deno does not expose
+ * their file descriptors) and act on them. Opened once, on first use, only
+ * with `--allow-ffi`; `null` elsewhere.
+ */
+
+const SYMBOLS = {
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  setsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "u32"],
+    result: "i32",
+  },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** The libc functions used here. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+let lib: Libc | null | undefined;
+
+function open(): Libc | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+      return null;
+    }
+  } catch {
+    return null;
+  }
+  for (
+    const name of [
+      "libc.so.6",
+      "libc.musl-x86_64.so.1",
+      "libc.musl-aarch64.so.1",
+    ]
+  ) {
+    try {
+      return Deno.dlopen(name, SYMBOLS);
+    } catch {
+      // try the next name
+    }
+  }
+  return null;
+}
+
+/** libc, or `null` without `--allow-ffi`, off Linux, or if none is found. */
+export function libc(): Libc | null {
+  lib ??= open();
+  return lib;
+}
+
+const SOL_SOCKET = 1;
+const SO_ACCEPTCONN = 30;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const MAX_FD = 4096;
+
+/**
+ * File descriptors of this process's listening TCP sockets on `addr`'s
+ * port and address family (accepted connections share the port: they are
+ * told apart by `SO_ACCEPTCONN`). Empty without libc.
+ */
+export function listeningFds(addr: Deno.NetAddr): number[] {
+  const lib = libc();
+  if (!lib) return [];
+  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
+  const found: number[] = [];
+  const value = new Int32Array(1);
+  const valueLength = new Uint32Array(1);
+  const address = new Uint8Array(128);
+  const addressLength = new Uint32Array(1);
+  for (let fd = 3; fd < MAX_FD; fd++) {
+    valueLength[0] = 4;
+    if (
+      lib.symbols.getsockopt(
+        fd,
+        SOL_SOCKET,
+        SO_ACCEPTCONN,
+        value,
+        valueLength,
+      ) !== 0
+    ) continue;
+    if (value[0] !== 1) continue;
+    addressLength[0] = address.length;
+    if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
+    // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
+    // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
+    // 2..3.
+    if ((address[0] | (address[1] << 8)) !== family) continue;
+    if (((address[2] << 8) | address[3]) === addr.port) found.push(fd);
+  }
+  return found;
+}
