@@ -93,7 +93,7 @@ export function markdown(r: Results): string {
     }
     lines.push(
       "",
-      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. supervisor: this module's restart.ts with its defaults (1 s pre-drain, listener detached with --allow-ffi).",
+      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). supervisor: restart.ts with its defaults and workers run with --allow-ffi (1 s pre-drain, new connections steered away from the old worker, listener detached where tcp_migrate_req=1).",
       "",
       "![Restart timeline](restarts.svg)",
       "",
@@ -105,6 +105,7 @@ export function markdown(r: Results): string {
 const COLORS: Record<string, string> = {
   naive: "#d62728",
   handoff: "#ff7f0e",
+  unsteered: "#9467bd",
   supervisor: "#2ca02c",
 };
 

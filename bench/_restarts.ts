@@ -4,8 +4,12 @@
  *   naive       stop the old server (graceful drain), then start the new one
  *   handoff     reusePort handoff without pre-drain or detach (supervisor
  *               with --pre-drain 0, workers without --allow-ffi)
+ *   unsteered   the supervisor as documented but with --no-steer (workers
+ *               with --allow-ffi: the listener is still detached where
+ *               tcp_migrate_req=1)
  *   supervisor  this module's supervisor as documented (--pre-drain 1000,
- *               workers with --allow-ffi)
+ *               workers with --allow-ffi: steering, and detach where
+ *               tcp_migrate_req=1)
  * Each run happens in a network namespace of its own with the chosen
  * net.ipv4.tcp_migrate_req (the host's setting is never touched); where
  * namespaces are unavailable it runs on the host with the host's value.
@@ -21,7 +25,7 @@ import {
 import { Supervisor } from "../restart.ts";
 
 /** A restart method. */
-export type Method = "naive" | "handoff" | "supervisor";
+export type Method = "naive" | "handoff" | "unsteered" | "supervisor";
 
 /** One run's outcome. */
 export interface RestartRun {
@@ -91,7 +95,7 @@ async function supervised(
     Deno.execPath(),
     "run",
     ...WORKER_FLAGS,
-    ...(method === "supervisor" ? ["--allow-ffi"] : []),
+    ...(method === "handoff" ? [] : ["--allow-ffi"]),
     ...(post
       ? [APP, JSON.stringify({ port: PORT, logger: false })]
       : [SERVER, JSON.stringify({ impl: "graceful", port: PORT })]),
@@ -101,7 +105,8 @@ async function supervised(
       ...SUPERVISOR_FLAGS,
       RESTART,
       "--pre-drain",
-      method === "supervisor" ? "1000" : "0",
+      method === "handoff" ? "0" : "1000",
+      ...(method === "unsteered" ? ["--no-steer"] : []),
       "--",
       ...worker,
     ],

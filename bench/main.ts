@@ -172,10 +172,11 @@ if (wanted("restarts")) {
     ? [["supervisor", "keepalive", 1, "get"], ["supervisor", "new", 1, "post"]]
     : migrates.flatMap((m) =>
       (["keepalive", "new"] as const).flatMap((mode) => [
-        ...(["naive", "handoff", "supervisor"] as const).map((method) =>
-          [method, mode, m, "get"] as Config
-        ),
-        // POSTs: the supervisor's row (issue: bodies across restarts).
+        ...(["naive", "handoff", "unsteered", "supervisor"] as const).map((
+          method,
+        ) => [method, mode, m, "get"] as Config),
+        // POSTs: the supervisor with and without steering.
+        ["unsteered", mode, m, "post"] as Config,
         ["supervisor", mode, m, "post"] as Config,
       ])
     );
