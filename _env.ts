@@ -11,7 +11,12 @@ import type { ServeOptions } from "./server.ts";
 /** The variables read, with what each sets. */
 export const ENV_VARS: Record<string, string> = {
   GRACEFUL_DRAIN_TIMEOUT: "drainTimeout (ms)",
-  GRACEFUL_DRAIN_DELAY: "drainDelay (ms)",
+  GRACEFUL_DRAIN_DELAY: "drainDelay (ms; with GRACEFUL_DRAIN_QUIET, its max)",
+  GRACEFUL_DRAIN_QUIET:
+    "ends drainDelay after this many ms without a request (drainDelay.quiet)",
+  GRACEFUL_RETRY_AFTER: "retryAfter (seconds)",
+  GRACEFUL_GRACE_PERIOD:
+    "gracePeriod in seconds, like terminationGracePeriodSeconds",
   GRACEFUL_HOOKS_TIMEOUT: "hooksTimeout (ms)",
   GRACEFUL_HEALTH_PATH: "healthPath",
   GRACEFUL_SIGNALS: "signals (comma-separated)",
@@ -47,7 +52,30 @@ export function optionsFromEnv(): ServeOptions {
   const drainTimeout = milliseconds("GRACEFUL_DRAIN_TIMEOUT");
   if (drainTimeout !== undefined) options.drainTimeout = drainTimeout;
   const drainDelay = milliseconds("GRACEFUL_DRAIN_DELAY");
-  if (drainDelay !== undefined) options.drainDelay = drainDelay;
+  const quiet = milliseconds("GRACEFUL_DRAIN_QUIET");
+  if (quiet !== undefined) {
+    if (drainDelay === undefined) {
+      throw new TypeError(
+        "GRACEFUL_DRAIN_QUIET: needs GRACEFUL_DRAIN_DELAY (the delay's max)",
+      );
+    }
+    options.drainDelay = { max: drainDelay, quiet };
+  } else if (drainDelay !== undefined) options.drainDelay = drainDelay;
+  const retryAfter = read("GRACEFUL_RETRY_AFTER");
+  if (retryAfter !== undefined) {
+    options.retryAfter = retryAfter.trim() === "off"
+      ? false
+      : wholeNumber("GRACEFUL_RETRY_AFTER", retryAfter.trim(), 0, 86_400);
+  }
+  const grace = read("GRACEFUL_GRACE_PERIOD");
+  if (grace !== undefined) {
+    options.gracePeriod = wholeNumber(
+      "GRACEFUL_GRACE_PERIOD",
+      grace.trim(),
+      0,
+      Math.floor(MAX_TIMER_MS / 1000),
+    ) * 1000;
+  }
   const hooksTimeout = milliseconds("GRACEFUL_HOOKS_TIMEOUT");
   if (hooksTimeout !== undefined) options.hooksTimeout = hooksTimeout;
   const health = read("GRACEFUL_HEALTH_PATH");
@@ -75,14 +103,14 @@ export function optionsFromEnv(): ServeOptions {
       );
     }
   }
-  const quiet = read("GRACEFUL_QUIET");
-  if (quiet !== undefined) {
-    if (quiet !== "0" && quiet !== "1") {
+  const silent = read("GRACEFUL_QUIET");
+  if (silent !== undefined) {
+    if (silent !== "0" && silent !== "1") {
       throw new TypeError(
-        `GRACEFUL_QUIET: expected 0 or 1, got ${JSON.stringify(quiet)}`,
+        `GRACEFUL_QUIET: expected 0 or 1, got ${JSON.stringify(silent)}`,
       );
     }
-    if (quiet === "1") options.logger = false;
+    if (silent === "1") options.logger = false;
   }
   return options;
 }

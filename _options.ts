@@ -1,3 +1,4 @@
+import { QUIET_MS, type SelfEndingDelay } from "./_drain_delay.ts";
 import { describe } from "./_log.ts";
 
 /** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
@@ -53,13 +54,60 @@ export function path(name: string, value: unknown): string | undefined {
   return value;
 }
 
+/** A drain delay, validated: fixed (`quiet` undefined) or self-ending. */
+export interface Delay {
+  max: number;
+  quiet: number | undefined;
+}
+
+/**
+ * Validates `drainDelay`: a duration, or `{ max, quiet? }` (a delay that
+ * ends by itself once the balancer has stopped sending).
+ */
+export function drainDelay(value: unknown): Delay {
+  if (value === undefined || typeof value === "number") {
+    return { max: duration("drainDelay", value, 0), quiet: undefined };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(
+      `drainDelay: expected a number of milliseconds or { max, quiet }, got ${
+        describe(value)
+      }`,
+    );
+  }
+  const { max, quiet, ...rest } = value as SelfEndingDelay;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) {
+    throw new TypeError(
+      `drainDelay: unknown key ${
+        JSON.stringify(unknown)
+      } (expected max, quiet)`,
+    );
+  }
+  if (max === undefined) {
+    throw new TypeError(
+      "drainDelay.max: required when drainDelay is an object",
+    );
+  }
+  return {
+    max: duration("drainDelay.max", max, 0),
+    quiet: duration("drainDelay.quiet", quiet, QUIET_MS),
+  };
+}
+
+/** Longest `Retry-After` accepted: a day, in seconds. */
+export const MAX_RETRY_AFTER = 86_400;
+
 /** The drain settings of `serve()`, validated, with their defaults. */
 export interface DrainOptions {
   drainTimeout: number;
-  drainDelay: number;
+  drainDelay: Delay;
   healthPath: string | undefined;
   endStreams: boolean;
   bodyBufferLimit: number;
+  /** Seconds for `Retry-After` on the drain's 503s, or `false` for none. */
+  retryAfter: number | false;
+  gracePeriod: number | undefined;
 }
 
 /** Default for `bodyBufferLimit`: 128 MiB. */
@@ -75,10 +123,27 @@ export function drainOptions(options: {
   healthPath?: unknown;
   endStreamsAtDeadline?: unknown;
   bodyBufferLimit?: unknown;
+  retryAfter?: unknown;
+  gracePeriod?: unknown;
   signal?: unknown;
 }): DrainOptions {
   const drainTimeout = duration("drainTimeout", options.drainTimeout, 10_000);
-  const drainDelay = duration("drainDelay", options.drainDelay, 0);
+  const delay = drainDelay(options.drainDelay);
+  const retryAfter = options.retryAfter ?? 1;
+  if (
+    retryAfter !== false &&
+    !(Number.isInteger(retryAfter) && (retryAfter as number) >= 0 &&
+      (retryAfter as number) <= MAX_RETRY_AFTER)
+  ) {
+    throw new TypeError(
+      `retryAfter: expected false or whole seconds from 0 to ${MAX_RETRY_AFTER}, got ${
+        describe(retryAfter)
+      }`,
+    );
+  }
+  const gracePeriod = options.gracePeriod === undefined
+    ? undefined
+    : duration("gracePeriod", options.gracePeriod, 0);
   const bodyBufferLimit = bytes(
     "bodyBufferLimit",
     options.bodyBufferLimit,
@@ -100,5 +165,13 @@ export function drainOptions(options: {
       `signal: expected an AbortSignal, got ${describe(options.signal)}`,
     );
   }
-  return { drainTimeout, drainDelay, healthPath, endStreams, bodyBufferLimit };
+  return {
+    drainTimeout,
+    drainDelay: delay,
+    healthPath,
+    endStreams,
+    bodyBufferLimit,
+    retryAfter: retryAfter as number | false,
+    gracePeriod,
+  };
 }

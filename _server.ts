@@ -3,9 +3,10 @@
  * graceful server, from `Deno.serve` to the end of its drain.
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
-import { drainOptions } from "./_options.ts";
+import { type Delay, drainOptions } from "./_options.ts";
 import { shutdownLosesBodies } from "./_request_body.ts";
 import { detachListeners } from "./_detach.ts";
+import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
 import { steerAway, unsteer } from "./_steer.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
@@ -45,10 +46,33 @@ export interface ServeOptions
   /**
    * Keep accepting for this long (ms) after the drain starts, with the
    * health path at 503 and `Connection: close` on every response, before
-   * closing the listener. For load balancers that need time to notice (a
-   * Kubernetes endpoint removal). Default 0. `drainTimeout` starts after it.
+   * closing the listener, so load balancers stop sending first. Default 0.
+   * `drainTimeout` starts after it.
+   *
+   * `{ max, quiet }` ends the delay by itself once the balancer has
+   * visibly stopped: the health path has answered 503 at least once (when
+   * there is one) and no other request arrived for `quiet` ms (default
+   * 200), or at `max`. It suits balancers that probe the health path
+   * (HAProxy, Envoy); it does not know about balancers that stop sending
+   * without asking the server (a Kubernetes endpoint removal): use a fixed
+   * delay there, since a quiet moment under light traffic would end it too
+   * early.
    */
-  drainDelay?: number;
+  drainDelay?: number | SelfEndingDelay;
+  /**
+   * `Retry-After` (whole seconds, 0 to 86 400) on the 503s this server
+   * writes while draining: the health path, requests cut at the deadline,
+   * late requests whose body was gone. Default 1; `false` for none.
+   */
+  retryAfter?: number | false;
+  /**
+   * The time (ms) the platform gives the process between its stop signal
+   * and SIGKILL (Kubernetes' `terminationGracePeriodSeconds`, systemd's
+   * `TimeoutStopSec`). If given, one line warns at start when `drainDelay`
+   * (its `max`) + `drainTimeout` + `hooksTimeout` exceeds it. Nothing is
+   * shortened to fit.
+   */
+  gracePeriod?: number;
   /**
    * Bytes of request bodies that the drain may read ahead into memory, over
    * all requests of this server. Default 128 MiB. Deno 2.9's `shutdown()`
@@ -243,7 +267,7 @@ class Server implements GracefulServer {
   #drainTimeout: number;
   /** False with endStreamsAtDeadline: false (streams are then not tracked). */
   #streamsCounted: boolean;
-  #drainDelay: number;
+  #drainDelay: Delay;
   #logger: Logger;
   #controller = new AbortController();
   #traffic: Traffic;
@@ -262,6 +286,8 @@ class Server implements GracefulServer {
       healthPath,
       endStreams,
       bodyBufferLimit,
+      retryAfter,
+      gracePeriod,
     } = drainOptions(options);
     this.#drainTimeout = drainTimeout;
     this.#streamsCounted = endStreams;
@@ -277,6 +303,8 @@ class Server implements GracefulServer {
       healthPath: _h,
       endStreamsAtDeadline: _e,
       bodyBufferLimit: _b,
+      retryAfter: _r,
+      gracePeriod: _g,
       signal,
       ...denoOptions
     } = options;
@@ -293,12 +321,22 @@ class Server implements GracefulServer {
       ? undefined
       : shutdown ?? new Shutdown({ signals, hooksTimeout, exit, logger });
     this.#logger = this.lifecycle?.logger ?? resolveLogger(logger);
+    if (gracePeriod !== undefined) {
+      const hooks = this.lifecycle?.hooksTimeout ?? 0;
+      const total = drainDelay.max + drainTimeout + hooks;
+      if (total > gracePeriod) {
+        this.#logger.warn(
+          `drainDelay ${drainDelay.max} + drainTimeout ${drainTimeout} + hooksTimeout ${hooks} = ${total} ms exceeds the grace period of ${gracePeriod} ms: the platform may kill the process before the drain and its hooks end`,
+        );
+      }
+    }
     this.#traffic = new Traffic({
       handler,
       onError: options.onError,
       healthPath,
       endStreams,
       bodyBuffer: shutdownLosesBodies() ? bodyBufferLimit : false,
+      retryAfter,
       signal: this.#controller.signal,
       logger: this.#logger,
     });
@@ -413,10 +451,45 @@ class Server implements GracefulServer {
   #drain(context: DrainContext): Promise<DrainResult> {
     this.#result ??= this.#runDrain(
       context.reason,
-      context.drainDelay ?? this.#drainDelay,
+      context.drainDelay === undefined
+        ? this.#drainDelay
+        : { max: context.drainDelay, quiet: undefined },
       context.detachListener ?? false,
     );
     return this.#result;
+  }
+
+  /** The drain delay, fixed or self-ending; one line says how it ended. */
+  async #delay(delay: Delay, announce: (extra: string) => void) {
+    if (delay.quiet === undefined) {
+      announce(`, still accepting for ${delay.max} ms`);
+      await timer(delay.max, undefined).promise;
+      return;
+    }
+    const start = performance.now();
+    announce(
+      `, still accepting until the balancer stops sending (${
+        this.#traffic.hasHealthPath ? "health path answered 503, then " : ""
+      }${delay.quiet} ms without a request; at most ${delay.max} ms)`,
+    );
+    const end = await waitForQuiet(
+      { max: delay.max, quiet: delay.quiet },
+      this.#traffic,
+      start,
+    );
+    const seen = [
+      end.firstRefusal === undefined
+        ? (this.#traffic.hasHealthPath ? "health path never asked" : "")
+        : `health path first answered 503 at +${end.firstRefusal} ms`,
+      end.lastRequest === undefined
+        ? "no request during the delay"
+        : `last request at +${end.lastRequest} ms`,
+    ].filter(Boolean).join(", ");
+    this.#logger.info(
+      end.timedOut
+        ? `drain delay reached its max of ${delay.max} ms (${seen})`
+        : `balancer stopped sending after ${end.waited} ms (${seen})`,
+    );
   }
 
   /** Whether steering failed once already (said once, then quiet). */
@@ -446,7 +519,7 @@ class Server implements GracefulServer {
 
   async #runDrain(
     reason: string,
-    delay: number,
+    delay: Delay,
     detach: boolean,
   ): Promise<DrainResult> {
     const start = performance.now();
@@ -461,10 +534,7 @@ class Server implements GracefulServer {
             : " (streams not counted: endStreamsAtDeadline is false)"
         }, deadline ${this.#drainTimeout} ms${extra}`,
       );
-    if (delay > 0) {
-      announce(`, still accepting for ${delay} ms`);
-      await timer(delay, undefined).promise;
-    }
+    if (delay.max > 0) await this.#delay(delay, announce);
     // The deadline counts from the end of the delay: a delay (or a
     // supervisor's pre-drain) never eats into the time requests have.
     const deadline = timer(this.#drainTimeout, "deadline" as const);
@@ -487,7 +557,7 @@ class Server implements GracefulServer {
     await this.#bodiesIn(where, deadline.promise);
     this.#traffic.listenerClosed = true;
     this.#http.shutdown().then(this.#closed.resolve, this.#closed.reject);
-    if (delay > 0) {
+    if (delay.max > 0) {
       this.#logger.info(
         `stopped accepting on ${where}: ${this.inFlight} in flight`,
       );

@@ -5,6 +5,7 @@
  * It owns the in-flight registry; the server owns the lifecycle.
  */
 import { endable, hasOpenEndedBody } from "./_body.ts";
+import type { Arrivals } from "./_drain_delay.ts";
 import { type Logger, since } from "./_log.ts";
 import {
   type BodyGuard,
@@ -48,6 +49,8 @@ export interface TrafficOptions {
    * where Deno's `shutdown()` keeps bodies readable (no guard at all).
    */
   bodyBuffer: number | false;
+  /** Seconds for `Retry-After` on the 503s written here, or `false`. */
+  retryAfter: number | false;
   signal: AbortSignal;
   logger: Logger;
 }
@@ -56,13 +59,17 @@ export interface TrafficOptions {
 const clientCloses = (request: Request) =>
   request.headers.get("connection")?.toLowerCase().includes("close") ?? false;
 
-const closing = (request: Request, status: number, text: string) =>
-  new Response(text, {
-    status,
-    headers: clientCloses(request)
-      ? { "content-type": "text/plain" }
-      : { "connection": "close", "content-type": "text/plain" },
-  });
+/** A 503 written by the library: `Connection: close` and `Retry-After`. */
+function refusal(
+  request: Request,
+  text: string,
+  retryAfter: number | false,
+): Response {
+  const headers = new Headers({ "content-type": "text/plain" });
+  if (!clientCloses(request)) headers.set("connection", "close");
+  if (retryAfter !== false) headers.set("retry-after", String(retryAfter));
+  return new Response(text, { status: 503, headers });
+}
 
 /** Sets `Connection: close`, copying the response if its headers are frozen. */
 function withClose(request: Request, res: Response): Response {
@@ -108,7 +115,7 @@ function pathOf(url: string): string {
 }
 
 /** Tracks and wraps the requests of one server. */
-export class Traffic implements GuardOwner {
+export class Traffic implements GuardOwner, Arrivals {
   /** Handlers still running, by request (the body guards look them up). */
   #pending = new Map<Request, Work>();
   #streams = new Set<Work>();
@@ -138,12 +145,18 @@ export class Traffic implements GuardOwner {
   lateRefused = 0;
   /** Requests (or streams) that finished after draining started. */
   drained = 0;
+  /** `performance.now()` of the last request other than the health path. */
+  lastArrival = -Infinity;
+  #healthRefused = Promise.withResolvers<number>();
+  #refusedOnce = false;
+  readonly hasHealthPath: boolean;
 
   #info: ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>>;
 
   constructor(options: TrafficOptions) {
     this.#options = options;
     this.#info = infoWithSignal(options.signal);
+    this.hasHealthPath = options.healthPath !== undefined;
     this.#guarded = options.bodyBuffer !== false;
     this.budget = new Budget(options.bodyBuffer || 0);
     if (this.#guarded) register(this);
@@ -175,6 +188,11 @@ export class Traffic implements GuardOwner {
     return this.#pending.get(request);
   }
 
+  /** Resolves with the time of the health path's first 503. */
+  get healthRefused(): Promise<number> {
+    return this.#healthRefused.promise;
+  }
+
   /** Request bodies still arriving. */
   get bodiesPending(): number {
     return this.#bodies.size;
@@ -203,11 +221,19 @@ export class Traffic implements GuardOwner {
   ): Response | Promise<Response> => {
     const { healthPath } = this.#options;
     if (healthPath !== undefined && pathOf(request.url) === healthPath) {
-      return this.draining || this.preDraining
-        ? closing(request, 503, "draining\n")
-        : new Response("ok\n", { headers: { "content-type": "text/plain" } });
+      if (!this.draining && !this.preDraining) {
+        return new Response("ok\n", {
+          headers: { "content-type": "text/plain" },
+        });
+      }
+      if (!this.#refusedOnce) {
+        this.#refusedOnce = true;
+        this.#healthRefused.resolve(performance.now());
+      }
+      return this.#refusal(request, "draining\n");
     }
     const work: Work = { request, start: performance.now() };
+    this.lastArrival = work.start;
     // Before the drain a request carries nothing more (see _request_body.ts);
     // during it, a body is read ahead from the start.
     if (this.draining && this.#guarded && mayHaveBody(request)) {
@@ -238,7 +264,7 @@ export class Traffic implements GuardOwner {
     }
     if (!(result instanceof Promise)) return this.#settle(work, result);
     const { promise, resolve } = Promise.withResolvers<Response>();
-    work.cut = () => resolve(closing(request, 503, "server shutting down\n"));
+    work.cut = () => resolve(this.#refusal(request, "server shutting down\n"));
     result.then(
       (res) => {
         if (this.#pending.get(request) === work) {
@@ -268,7 +294,7 @@ export class Traffic implements GuardOwner {
     if (guard.failed) {
       this.lateRefused++;
       guard.release();
-      return closing(work.request, 503, "server shutting down\n");
+      return this.#refusal(work.request, "server shutting down\n");
     }
     return await this.#run(work, info);
   }
@@ -309,6 +335,10 @@ export class Traffic implements GuardOwner {
       work.cut?.();
     }
     return cut;
+  }
+
+  #refusal(request: Request, text: string): Response {
+    return refusal(request, text, this.#options.retryAfter);
   }
 
   #settle(work: Work, res: Response): Response {

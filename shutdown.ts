@@ -190,6 +190,11 @@ export class Shutdown implements Disposable {
     this.#logger = resolveLogger(options.logger);
   }
 
+  /** The budget (ms) all cleanup hooks share after the drain. */
+  get hooksTimeout(): number {
+    return this.#hooksTimeout;
+  }
+
   /** Aborts when the shutdown starts; its `reason` says why. */
   get signal(): AbortSignal {
     return this.#controller.signal;

@@ -23,6 +23,27 @@ Deno.test("bad options throw a TypeError naming the option and the value", () =>
     [{ drainTimeout: 3e9 }, /^drainTimeout: .* got 3000000000$/],
     [{ hooksTimeout: 2 ** 31 }, /^hooksTimeout: .* got 2147483648$/],
     [{ drainDelay: Infinity }, /^drainDelay: .* got Infinity$/],
+    [
+      { drainDelay: "5000" },
+      /^drainDelay: expected a number of milliseconds or \{ max, quiet \}, got "5000"$/,
+    ],
+    [
+      { drainDelay: { quiet: 200 } },
+      /^drainDelay\.max: required when drainDelay is an object$/,
+    ],
+    [{ drainDelay: { max: -1 } }, /^drainDelay\.max: .* got -1$/],
+    [{ drainDelay: { max: 500, quiet: 2 ** 31 } }, /^drainDelay\.quiet: .*/],
+    [
+      { drainDelay: { max: 500, quite: 100 } },
+      /^drainDelay: unknown key "quite" \(expected max, quiet\)$/,
+    ],
+    [
+      { retryAfter: 1.5 },
+      /^retryAfter: expected false or whole seconds from 0 to 86400, got 1\.5$/,
+    ],
+    [{ retryAfter: 86_401 }, /^retryAfter: .* got 86401$/],
+    [{ retryAfter: true }, /^retryAfter: .*/],
+    [{ gracePeriod: -1 }, /^gracePeriod: .* got -1$/],
     [{ hooksTimeout: -5 }, /^hooksTimeout: .* got -5$/],
     [
       { bodyBufferLimit: 1.5 },

@@ -295,3 +295,127 @@ Deno.test("deadline: drainTimeout counts from the end of drainDelay, so the dela
   assert.equal(res.status, 200);
   assert.equal((await proc.status).code, 0, proc.output());
 });
+
+Deno.test("drainDelay { max, quiet }: ends once the health path has answered 503 and no request came for quiet ms, long before max", async () => {
+  const { proc, port } = await start({
+    healthPath: "/healthz",
+    drainDelay: { max: 20_000, quiet: 300 },
+  });
+  await using _ = proc;
+  const signalled = performance.now();
+  proc.kill("SIGTERM");
+  await proc.waitFor(/still accepting until the balancer stops sending/);
+  // Traffic goes on (a balancer that has not noticed yet) ...
+  for (let i = 0; i < 5; i++) {
+    const res = await get(port, "/");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("connection"), "close");
+  }
+  // ... then its health check sees 503 and it stops sending.
+  const health = await get(port, "/healthz");
+  assert.equal(health.status, 503);
+  const { code } = await proc.status;
+  const ms = performance.now() - signalled;
+  assert.equal(code, 0, proc.output());
+  assert.ok(
+    ms < 5000,
+    `exited ${Math.round(ms)} ms after the signal (max 20 s)`,
+  );
+  assert.match(
+    proc.stderr,
+    /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms, last request at \+\d+ ms\)/,
+  );
+});
+
+Deno.test("drainDelay { max, quiet }: a health path nobody asks keeps the delay to its max", async () => {
+  const { proc } = await start({
+    healthPath: "/healthz",
+    drainDelay: { max: 700, quiet: 100 },
+  });
+  await using _ = proc;
+  const signalled = performance.now();
+  proc.kill("SIGTERM");
+  const { code } = await proc.status;
+  const ms = performance.now() - signalled;
+  assert.equal(code, 0, proc.output());
+  assert.ok(ms >= 700, `exited after ${Math.round(ms)} ms, before the max`);
+  assert.match(
+    proc.stderr,
+    /drain delay reached its max of 700 ms \(health path never asked, no request during the delay\)/,
+  );
+});
+
+Deno.test("drainDelay { max, quiet } without a health path: requests extend it, quiet ends it", async () => {
+  const { proc, port } = await start({
+    drainDelay: { max: 20_000, quiet: 400 },
+  });
+  await using _ = proc;
+  const signalled = performance.now();
+  proc.kill("SIGTERM");
+  await proc.waitFor(
+    /still accepting until the balancer stops sending \(400 ms without a request/,
+  );
+  // One request every 200 ms for a second: each one restarts the quiet period.
+  for (let i = 0; i < 5; i++) {
+    assert.equal((await get(port, "/")).status, 200);
+    await new Promise((r) => setTimeout(r, 200)); // the traffic's own pace
+  }
+  const { code } = await proc.status;
+  const ms = performance.now() - signalled;
+  assert.equal(code, 0, proc.output());
+  assert.ok(ms > 1000 && ms < 5000, `exited after ${Math.round(ms)} ms`);
+  assert.match(
+    proc.stderr,
+    /balancer stopped sending after \d+ ms \(last request at \+\d+ ms\)/,
+  );
+});
+
+Deno.test("Retry-After: on the health path's 503 and a deadline's 503 (default 1 s, retryAfter sets it, false omits it)", async () => {
+  for (
+    const [retryAfter, expected] of [[undefined, "1"], [7, "7"], [
+      false,
+      null,
+    ]] as const
+  ) {
+    const { proc, port } = await start({
+      healthPath: "/healthz",
+      drainDelay: 400,
+      drainTimeout: 300,
+      ...(retryAfter === undefined ? {} : { retryAfter }),
+    });
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    const pending = conn.request("/slow?ms=5000");
+    await inFlight(proc, "/slow");
+    proc.kill("SIGTERM");
+    await proc.waitFor(/still accepting for 400 ms/);
+    const health = await get(port, "/healthz");
+    assert.equal(health.status, 503);
+    assert.equal(health.headers.get("retry-after"), expected);
+    const cut = await pending;
+    conn.close();
+    assert.equal(cut.status, 503);
+    assert.equal(cut.headers.get("retry-after"), expected);
+    assert.equal((await proc.status).code, 124);
+  }
+});
+
+Deno.test("gracePeriod: one line at start when drainDelay + drainTimeout + hooksTimeout exceeds it, none when it fits", async () => {
+  const over = await start({
+    drainDelay: { max: 5000 },
+    drainTimeout: 20_000,
+    gracePeriod: 15_000,
+  });
+  await using _ = over.proc;
+  assert.match(
+    over.proc.stderr,
+    /drainDelay 5000 \+ drainTimeout 20000 \+ hooksTimeout 5000 = 30000 ms exceeds the grace period of 15000 ms/,
+  );
+  over.proc.kill("SIGTERM");
+  assert.equal((await over.proc.status).code, 0);
+  const fits = await start({ drainTimeout: 5000, gracePeriod: 30_000 });
+  await using __ = fits.proc;
+  fits.proc.kill("SIGTERM");
+  assert.equal((await fits.proc.status).code, 0);
+  assert.doesNotMatch(fits.proc.stderr, /grace period/);
+});

@@ -1,0 +1,84 @@
+/**
+ * The drain delay: how long a draining server keeps accepting (health path
+ * 503, `Connection: close` on every response) so that load balancers stop
+ * sending before the listener closes. Fixed, or ending by itself once the
+ * balancer has visibly stopped.
+ */
+import { since } from "./_log.ts";
+import { timer } from "./_timer.ts";
+
+/**
+ * A drain delay that ends itself: at most `max` ms, and over as soon as
+ * the balancer has stopped sending, meaning the health path (if there is
+ * one) has answered 503 at least once, and no other request has arrived for
+ * `quiet` ms.
+ */
+export interface SelfEndingDelay {
+  /** The longest the delay may last (ms). */
+  max: number;
+  /** How long (ms) without a new request counts as "stopped". Default 200. */
+  quiet?: number;
+}
+
+/** The default `quiet` of a self-ending delay (ms). */
+export const QUIET_MS = 200;
+
+/** What the delay watches: arrivals, and the health path's first 503. */
+export interface Arrivals {
+  /** `performance.now()` of the last request (not the health path) seen. */
+  readonly lastArrival: number;
+  /** Resolves with `performance.now()` of the health path's first 503. */
+  readonly healthRefused: Promise<number>;
+  /** True when a health path is configured. */
+  readonly hasHealthPath: boolean;
+}
+
+/** How a self-ending delay ended, for the log line. */
+export interface DelayOutcome {
+  /** Milliseconds the delay lasted. */
+  waited: number;
+  /** True if `max` was reached before the balancer was seen to stop. */
+  timedOut: boolean;
+  /** Ms from the delay's start to the first 503 on the health path. */
+  firstRefusal?: number;
+  /** Ms from the delay's start to the last request seen (if any). */
+  lastRequest?: number;
+}
+
+/**
+ * Waits out a self-ending delay that started at `start`
+ * (`performance.now()`), watching `arrivals`.
+ */
+export async function waitForQuiet(
+  delay: Required<SelfEndingDelay>,
+  arrivals: Arrivals,
+  start: number,
+): Promise<DelayOutcome> {
+  const end = start + delay.max;
+  let refusedAt: number | undefined;
+  arrivals.healthRefused.then((at) => void (refusedAt = at));
+  const outcome = (timedOut: boolean): DelayOutcome => ({
+    waited: since(start),
+    timedOut,
+    firstRefusal: refusedAt === undefined
+      ? undefined
+      : Math.round(refusedAt - start),
+    lastRequest: arrivals.lastArrival > start
+      ? Math.round(arrivals.lastArrival - start)
+      : undefined,
+  });
+  while (true) {
+    const now = performance.now();
+    if (now >= end) return outcome(true);
+    const seen = !arrivals.hasHealthPath || refusedAt !== undefined;
+    const quietAt = Math.max(start, arrivals.lastArrival) + delay.quiet;
+    if (seen && now >= quietAt) return outcome(false);
+    // Sleep until the quiet period could be over (or the health path's
+    // first 503, or the end), then look again.
+    const wait = timer(Math.min(end, quietAt) - now, undefined);
+    await (seen
+      ? wait.promise
+      : Promise.race([wait.promise, arrivals.healthRefused]));
+    wait.clear();
+  }
+}
