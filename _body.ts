@@ -53,6 +53,31 @@ export function hasOpenEndedBody(res: Response): boolean {
     !res.headers.has("content-length") && !isResourceBacked(body.stream);
 }
 
+/**
+ * Media types whose streams are sequences of self-contained messages, where
+ * ending the stream between two of them is a clean end: server-sent events,
+ * newline-delimited and sequence JSON, multipart replace.
+ */
+const EVENT_TYPES = [
+  "text/event-stream",
+  "application/x-ndjson",
+  "application/jsonl",
+  "application/json-seq",
+  "multipart/x-mixed-replace",
+];
+
+/**
+ * True when `res` is an event stream (by its `content-type`): one the
+ * deadline may end cleanly. Any other stream cut short is a truncated body,
+ * so it is better cut (the client sees an error) than ended as if whole.
+ */
+export function isEventStream(res: Response): boolean {
+  const type = res.headers.get("content-type");
+  if (type === null) return false;
+  const lower = type.toLowerCase();
+  return EVENT_TYPES.some((event) => lower.startsWith(event));
+}
+
 /** A response body that the caller can end cleanly at any time. */
 export interface EndableBody {
   /** The stream to hand to Deno in place of the original body. */

@@ -103,7 +103,8 @@ export interface DrainOptions {
   drainTimeout: number;
   drainDelay: Delay;
   healthPath: string | undefined;
-  endStreams: boolean;
+  /** Which streaming bodies to make endable: event streams, all, or none. */
+  endStreams: "events" | "all" | false;
   bodyBufferLimit: number;
   /** Seconds for `Retry-After` on the drain's 503s, or `false` for none. */
   retryAfter: number | false;
@@ -150,14 +151,15 @@ export function drainOptions(options: {
     BODY_BUFFER_LIMIT,
   );
   const healthPath = path("healthPath", options.healthPath);
-  const endStreams = options.endStreamsAtDeadline ?? true;
-  if (typeof endStreams !== "boolean") {
+  const ends = options.endStreamsAtDeadline ?? "events";
+  if (typeof ends !== "boolean" && ends !== "events") {
     throw new TypeError(
-      `endStreamsAtDeadline: expected true or false, got ${
-        describe(endStreams)
+      `endStreamsAtDeadline: expected "events", true or false, got ${
+        describe(ends)
       }`,
     );
   }
+  const endStreams = ends === true ? "all" : ends;
   if (
     options.signal !== undefined && !(options.signal instanceof AbortSignal)
   ) {

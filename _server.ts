@@ -85,11 +85,17 @@ export interface ServeOptions
   /** A path answered 200 `ok` while serving and 503 while draining. */
   healthPath?: string;
   /**
-   * Make streaming bodies (unknown length) endable, so the deadline can end
-   * them cleanly. Default `true`. `false` passes them to Deno untouched (no
-   * per-chunk cost); at the deadline they are then cut by the exit instead.
+   * Which streaming bodies (of unknown length, not backed by a Deno
+   * resource) the deadline ends cleanly, as a complete chunked response.
+   * Default `"events"`: event streams only (`text/event-stream`,
+   * `application/x-ndjson`, `application/jsonl`, `application/json-seq`,
+   * `multipart/x-mixed-replace`), where an end between two messages is a
+   * clean end. Other streams are handed to Deno untouched (no per-chunk
+   * cost) and cut by the exit at the deadline, so a client never takes a
+   * truncated download for a whole one. `true`: every JS stream (the
+   * pre-0.2 default). `false`: none.
    */
-  endStreamsAtDeadline?: boolean;
+  endStreamsAtDeadline?: boolean | "events";
   /**
    * The process lifecycle to join. Default: a new {@linkcode Shutdown} built
    * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
@@ -265,8 +271,8 @@ export function serve(...args: Args): GracefulServer {
 
 class Server implements GracefulServer {
   #drainTimeout: number;
-  /** False with endStreamsAtDeadline: false (streams are then not tracked). */
-  #streamsCounted: boolean;
+  /** Which streams are tracked (the others are not counted in flight). */
+  #streamsCounted: "events" | "all" | false;
   #drainDelay: Delay;
   #logger: Logger;
   #controller = new AbortController();
@@ -529,9 +535,9 @@ class Server implements GracefulServer {
     const announce = (extra: string) =>
       this.#logger.info(
         `draining ${where} (${reason}): ${this.inFlight} in flight${
-          this.#streamsCounted
-            ? ""
-            : " (streams not counted: endStreamsAtDeadline is false)"
+          this.#streamsCounted === false
+            ? " (streams not counted: endStreamsAtDeadline is false)"
+            : ""
         }, deadline ${this.#drainTimeout} ms${extra}`,
       );
     if (delay.max > 0) await this.#delay(delay, announce);

@@ -4,7 +4,7 @@
  * draining, answers the health path, and at the deadline cuts what is left.
  * It owns the in-flight registry; the server owns the lifecycle.
  */
-import { endable, hasOpenEndedBody } from "./_body.ts";
+import { endable, hasOpenEndedBody, isEventStream } from "./_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
 import { type Logger, since } from "./_log.ts";
 import {
@@ -42,8 +42,8 @@ export interface TrafficOptions {
   handler: GracefulHandler;
   onError?: (error: unknown) => Response | Promise<Response>;
   healthPath?: string;
-  /** Wrap streaming bodies so the deadline can end them. */
-  endStreams: boolean;
+  /** Which streaming bodies to wrap so the deadline can end them. */
+  endStreams: "events" | "all" | false;
   /**
    * Bytes of request bodies the drain may read ahead into memory, or `false`
    * where Deno's `shutdown()` keeps bodies readable (no guard at all).
@@ -345,7 +345,10 @@ export class Traffic implements GuardOwner, Arrivals {
     this.#pending.delete(work.request);
     work.guard?.release();
     if (this.draining || this.preDraining) res = withClose(work.request, res);
-    if (this.#options.endStreams && hasOpenEndedBody(res)) {
+    const ends = this.#options.endStreams;
+    if (
+      ends && (ends === "all" || isEventStream(res)) && hasOpenEndedBody(res)
+    ) {
       res = this.#track(work, res);
     } else {
       this.#finished();

@@ -5,11 +5,68 @@
 import {
   median,
   peakRssMiB,
+  Proc,
   round,
+  sh,
   startServer,
   wrk,
   type WrkResult,
 } from "./_run.ts";
+
+const SSE_CLIENT = new URL("./fixtures/sse_client.ts", import.meta.url)
+  .pathname;
+
+/** CPU time (user + system) a process has used, in ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await sh(["cat", `/proc/${pid}/stat`])).split(") ")[1]
+    .split(" ");
+  // utime and stime are fields 14 and 15 (1-based), in clock ticks (100/s).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Server-sent events: a stream of small events as fast as 10 clients read
+ * them. "rps" is events per second; cpuUsPerEvent is the server's CPU time
+ * per event.
+ */
+async function sseOnce(
+  impl: "raw" | "graceful",
+  seconds: number,
+  pin: boolean,
+): Promise<WrkResult & { rssMiB: number; cpuUsPerEvent: number }> {
+  const { proc } = await startServer({ impl, body: "sse" }, pin);
+  try {
+    const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
+    const read = async (s: number) => {
+      const client = new Proc(
+        [
+          "run",
+          "--allow-net",
+          SSE_CLIENT,
+          JSON.stringify({ port, seconds: s }),
+        ],
+        {},
+        pin ? ["taskset", "-c", "1"] : [],
+      );
+      await client.status;
+      return JSON.parse(client.stdout.trim()).events as number;
+    };
+    await read(1); // warm-up
+    const cpuBefore = await cpuMs(proc.pid);
+    const events = await read(seconds);
+    const cpu = (await cpuMs(proc.pid)) - cpuBefore;
+    return {
+      rps: events / seconds,
+      p50: 0,
+      p99: 0,
+      rssMiB: await peakRssMiB(proc.pid),
+      cpuUsPerEvent: round((cpu * 1000) / events, 3),
+    };
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.status;
+  }
+}
 
 /** One body kind's comparison. */
 export interface OverheadRow {
@@ -21,6 +78,8 @@ export interface OverheadRow {
   ratio: { median: number; min: number; max: number };
   /** Every round's graceful/raw ratio, in order. */
   ratios: number[];
+  /** sse: the server's CPU time per event (µs), medians over the rounds. */
+  cpuUsPerEvent?: { raw: number; graceful: number };
 }
 
 async function once(
@@ -59,17 +118,20 @@ export async function overhead(
 ): Promise<OverheadRow[]> {
   const rows: OverheadRow[] = [];
   for (const body of bodies) {
-    const raw: (WrkResult & { rssMiB: number })[] = [];
-    const graceful: (WrkResult & { rssMiB: number })[] = [];
+    type Run = WrkResult & { rssMiB: number; cpuUsPerEvent?: number };
+    const raw: Run[] = [];
+    const graceful: Run[] = [];
     const ratios: number[] = [];
     for (let i = 0; i < rounds; i++) {
       // Alternate which goes first, so drift over time hits both alike.
       const order = i % 2 === 0
         ? ["raw", "graceful"] as const
         : ["graceful", "raw"] as const;
-      const got: Record<string, WrkResult & { rssMiB: number }> = {};
+      const got: Record<string, Run> = {};
       for (const impl of order) {
-        got[impl] = await once(impl, body, seconds, pin);
+        got[impl] = body === "sse"
+          ? await sseOnce(impl, seconds, pin)
+          : await once(impl, body, seconds, pin);
       }
       raw.push(got.raw);
       graceful.push(got.graceful);
@@ -82,7 +144,7 @@ export async function overhead(
         }`,
       );
     }
-    const summary = (runs: (WrkResult & { rssMiB: number })[]) => ({
+    const summary = (runs: Run[]) => ({
       rps: Math.round(median(runs.map((r) => r.rps))),
       p50: round(median(runs.map((r) => r.p50)), 3),
       p99: round(median(runs.map((r) => r.p99)), 3),
@@ -99,6 +161,14 @@ export async function overhead(
         min: round(Math.min(...ratios), 3),
         max: round(Math.max(...ratios), 3),
       },
+      ...(body === "sse"
+        ? {
+          cpuUsPerEvent: {
+            raw: round(median(raw.map((r) => r.cpuUsPerEvent!)), 3),
+            graceful: round(median(graceful.map((r) => r.cpuUsPerEvent!)), 3),
+          },
+        }
+        : {}),
     });
   }
   return rows;

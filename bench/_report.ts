@@ -3,6 +3,7 @@ import type { OverheadRow } from "./_overhead.ts";
 import type { RestartRun } from "./_restarts.ts";
 import type { LatencyRow } from "./_shutdown.ts";
 import type { MemoryRun } from "./_memory.ts";
+import type { BalancerRow } from "./_balancers.ts";
 
 /** Everything one `deno task bench` run measured. */
 export interface Results {
@@ -13,6 +14,8 @@ export interface Results {
   restarts: RestartRun[];
   /** The supervisor's RSS across restarts (absent in older results). */
   memory?: MemoryRun;
+  /** Restarts behind nginx and HAProxy (absent in older results). */
+  balancers?: BalancerRow[];
 }
 
 /** The results as Markdown. */
@@ -39,7 +42,11 @@ export function markdown(r: Results): string {
     );
     for (const o of r.overhead) {
       lines.push(
-        `| ${o.body} | ${o.raw.rps} | ${o.graceful.rps} | **${o.ratio.median}** | ${o.ratio.min}–${o.ratio.max} | ${o.raw.p50} / ${o.graceful.p50} | ${o.raw.p99} / ${o.graceful.p99} | ${o.raw.rssMiB} / ${o.graceful.rssMiB} |`,
+        `| ${o.body}${
+          o.cpuUsPerEvent
+            ? ` (events/s; server CPU per event ${o.cpuUsPerEvent.raw} / ${o.cpuUsPerEvent.graceful} µs)`
+            : ""
+        } | ${o.raw.rps} | ${o.graceful.rps} | **${o.ratio.median}** | ${o.ratio.min}–${o.ratio.max} | ${o.raw.p50} / ${o.graceful.p50} | ${o.raw.p99} / ${o.graceful.p99} | ${o.raw.rssMiB} / ${o.graceful.rssMiB} |`,
       );
     }
     lines.push("");
@@ -69,6 +76,28 @@ export function markdown(r: Results): string {
       ...r.memory.samples.map(([n, mib]) => `| ${n} | ${mib} |`),
       "",
     );
+  }
+  if (r.balancers?.length) {
+    lines.push(
+      "## Behind a balancer: restarts under 300 req/s from a client that never retries",
+      "",
+      "The recipes of examples/deploy/ (ports replaced); two backends restarted one at a time (stop, then start; HAProxy: the next one once HAProxy sees the restarted one up), or one restart.ts supervisor behind nginx. Keep-alive client; POST: 4 KiB bodies read after 0–40 ms, checked by digest.",
+      "",
+      "| balancer | requests | backends' drainDelay | restarts | requests | failed | per restart | SIGTERM → exit, median / max ms | failures by kind |",
+      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    );
+    for (const b of r.balancers) {
+      const kinds = Object.entries(b.failures).map(([k, v]) => `${k} ${v}`)
+        .join(", ") || "—";
+      lines.push(
+        `| ${b.balancer} | ${b.request.toUpperCase()} | ${b.drainDelay} | ${b.restarts} | ${b.sent} | **${b.failed}** | ${
+          (b.failed / b.restarts).toFixed(2)
+        } | ${
+          b.exitMs ? `${b.exitMs.median} / ${b.exitMs.max}` : "—"
+        } | ${kinds} |`,
+      );
+    }
+    lines.push("");
   }
   if (r.restarts.length) {
     lines.push(

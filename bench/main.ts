@@ -20,9 +20,10 @@ import { canPin, ensureWrk, netns, sh } from "./_run.ts";
 import { type Parsed, parseFlags } from "../_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
+import { balancers } from "./_balancers.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -62,8 +63,12 @@ const ALL_BODIES = [
   "hello",
   "1mib",
   "stream",
+  "stream-wrapped",
   "stream-unwrapped",
+  "sse",
   "file-1mib",
+  "file-100mib",
+  "fetch",
   "post-4k",
   "post-1mib",
   "post-stream",
@@ -160,6 +165,9 @@ if (wanted("shutdown")) {
 if (wanted("memory")) {
   const restarts = smoke ? 4 : long ? 2000 : 1000;
   results.memory = await supervisorMemory(restarts, smoke ? 2 : 100, log);
+}
+if (wanted("balancers")) {
+  results.balancers = await balancers(smoke ? 1 : long ? 20 : 10, smoke, log);
 }
 if (wanted("restarts")) {
   const probe = await netns();

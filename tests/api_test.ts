@@ -72,7 +72,7 @@ Deno.test("bad options throw a TypeError naming the option and the value", () =>
     [{ exit: "yes" }, /^exit: expected true or false, got "yes"$/],
     [
       { endStreamsAtDeadline: 1 },
-      /^endStreamsAtDeadline: expected true or false, got 1$/,
+      /^endStreamsAtDeadline: expected "events", true or false, got 1$/,
     ],
     [{ signal: "stop" }, /^signal: expected an AbortSignal, got "stop"$/],
     [

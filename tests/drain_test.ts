@@ -93,6 +93,40 @@ Deno.test("drain: with endStreamsAtDeadline false a stream is not wrapped, and i
   );
 });
 
+for (const ends of [undefined, true] as const) {
+  Deno.test(
+    `drain: ${
+      ends ? "with endStreamsAtDeadline true" : "by default"
+    } a never-ending download (application/octet-stream) is ${
+      ends ? "ended cleanly" : "cut, not passed off as whole,"
+    } at the deadline`,
+    async () => {
+      const { proc, port } = await start({
+        drainTimeout: 300,
+        ...(ends ? { endStreamsAtDeadline: true } : {}),
+      });
+      await using _ = proc;
+      const conn = await Conn.open(port);
+      await conn.send("/download");
+      const stream = conn.read();
+      await inFlight(proc, "/download");
+      proc.kill("SIGTERM");
+      if (ends) {
+        const res = await stream; // a complete chunked body
+        assert.equal(res.status, 200);
+        assert.match(
+          proc.stderr,
+          /GET \/download \(\d+ ms old, stream ended\)/,
+        );
+      } else {
+        await assert.rejects(stream, /connection closed by server/);
+      }
+      conn.close();
+      assert.equal((await proc.status).code, ExitCode.DeadlineExceeded);
+    },
+  );
+}
+
 Deno.test("drain: a handler still running at the deadline gets 503 + Connection: close", async () => {
   const { proc, port } = await start({ drainTimeout: 300 });
   await using _ = proc;

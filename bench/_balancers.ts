@@ -1,0 +1,92 @@
+/**
+ * Behind a balancer: failed requests per restart through real nginx and
+ * HAProxy (the recipes of examples/deploy/), 300 req/s from a client that
+ * never retries, backends restarted one at a time (see tests/_balancers.ts).
+ */
+import { Proc } from "./_run.ts";
+import {
+  type BalancerRun,
+  balancerRun,
+  HAPROXY,
+  NGINX,
+} from "../tests/_balancers.ts";
+
+/** One configuration's outcome (what the report shows). */
+export interface BalancerRow extends Omit<BalancerRun, "logs"> {
+  /** The backends' drainDelay, as configured. */
+  drainDelay: string;
+  /** SIGTERM → exit of the old backends: median and max (ms). */
+  exitMs?: { median: number; max: number };
+}
+
+interface Config {
+  balancer: BalancerRun["balancer"];
+  post: boolean;
+  rounds: number;
+  drainDelay?: number | { max: number; quiet: number };
+}
+
+const SELF_ENDING = { max: 5000, quiet: 200 };
+
+function configs(rounds: number, smoke: boolean): Config[] {
+  if (smoke) return [{ balancer: "nginx", post: false, rounds: 1 }];
+  return [
+    { balancer: "haproxy", post: false, rounds, drainDelay: 0 },
+    { balancer: "haproxy", post: false, rounds, drainDelay: SELF_ENDING },
+    { balancer: "haproxy", post: true, rounds, drainDelay: SELF_ENDING },
+    { balancer: "haproxy", post: false, rounds: 2, drainDelay: 5000 },
+    { balancer: "nginx", post: false, rounds, drainDelay: 0 },
+    { balancer: "nginx", post: true, rounds, drainDelay: 0 },
+    { balancer: "nginx", post: true, rounds, drainDelay: 1000 },
+    { balancer: "nginx → supervisor", post: false, rounds: 2 * rounds },
+    { balancer: "nginx → supervisor", post: true, rounds: 2 * rounds },
+  ];
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+/** Runs every configuration whose balancer is installed. */
+export async function balancers(
+  rounds: number,
+  smoke: boolean,
+  log: (line: string) => void,
+): Promise<BalancerRow[]> {
+  Proc.limitMs = undefined;
+  const rows: BalancerRow[] = [];
+  for (const config of configs(rounds, smoke)) {
+    const needs = config.balancer === "haproxy" ? HAPROXY : NGINX;
+    if (!needs) {
+      log(`balancers: ${config.balancer} not installed, row skipped`);
+      continue;
+    }
+    const backend = config.drainDelay === undefined ? {} : {
+      healthPath: "/healthz",
+      drainDelay: config.drainDelay,
+    };
+    const { logs: _, ...run } = await balancerRun({
+      balancer: config.balancer,
+      post: config.post,
+      rounds: config.rounds,
+      backend,
+    });
+    const row: BalancerRow = {
+      ...run,
+      drainDelay: config.drainDelay === undefined
+        ? "— (supervisor: 1 s pre-drain)"
+        : JSON.stringify(config.drainDelay),
+      ...(run.exits.length
+        ? { exitMs: { median: median(run.exits), max: Math.max(...run.exits) } }
+        : {}),
+    };
+    rows.push(row);
+    log(
+      `balancers ${row.balancer} ${row.request} drainDelay ${row.drainDelay}: ${row.failed} failed of ${row.sent} in ${row.restarts} restarts ${
+        JSON.stringify(row.failures)
+      }${row.exitMs ? `, SIGTERM → exit median ${row.exitMs.median} ms` : ""}`,
+    );
+  }
+  return rows;
+}

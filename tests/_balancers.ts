@@ -1,0 +1,295 @@
+/**
+ * Real load balancers for the tests and the benchmark: nginx and HAProxy run
+ * in the foreground with the recipes of examples/deploy/ (ports replaced)
+ * and files of their own in a temporary directory, never as services. A
+ * client that never retries sends 300 req/s through them while the
+ * backends restart.
+ */
+import { freePort, Proc, start, SUPERVISOR_FLAGS } from "./_helpers.ts";
+
+const DEPLOY = new URL("../examples/deploy/", import.meta.url);
+const LOAD = new URL("./fixtures/load.ts", import.meta.url).pathname;
+const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
+const RESTART = new URL("../restart.ts", import.meta.url).pathname;
+
+/** The path of `name` on this machine, or undefined. */
+function binary(name: string): string | undefined {
+  for (const dir of ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin"]) {
+    try {
+      Deno.statSync(`${dir}/${name}`);
+      return `${dir}/${name}`;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** nginx's path, if installed. */
+export const NGINX: string | undefined = binary("nginx");
+/** HAProxy's path, if installed. */
+export const HAPROXY: string | undefined = binary("haproxy");
+
+/** A recipe with its example ports (8080 front, 8081/8082 backends) replaced. */
+export async function recipe(
+  name: string,
+  ports: Record<string, number>,
+): Promise<string> {
+  let text = await Deno.readTextFile(new URL(name, DEPLOY));
+  for (const [from, to] of Object.entries(ports)) {
+    text = text.replaceAll(`127.0.0.1:${from}`, `127.0.0.1:${to}`);
+  }
+  return text;
+}
+
+/** Resolves once `path` exists (a file the balancer writes after binding). */
+async function appears(path: string, proc: Proc, ms = 10_000) {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    try {
+      await Deno.stat(path);
+      return;
+    } catch {
+      // Polling a file: the balancers print nothing when ready.
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  throw new Error(`${path} never appeared\n${proc.output()}`);
+}
+
+/** nginx with `site` (an http-block snippet) in `dir`, once it listens. */
+export async function nginx(dir: string, site: string): Promise<Proc> {
+  await Deno.writeTextFile(`${dir}/app.conf`, site);
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+    .map((kind) => `  ${kind}_temp_path ${dir}/${kind};`).join("\n");
+  await Deno.writeTextFile(
+    `${dir}/nginx.conf`,
+    `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+${temp}
+  include ${dir}/app.conf;
+}
+`,
+  );
+  const proc = new Proc([], {}, [
+    NGINX!,
+    "-p",
+    dir,
+    "-e",
+    "stderr",
+    "-c",
+    `${dir}/nginx.conf`,
+  ], true);
+  // nginx writes its pid file after it has bound its sockets.
+  await appears(`${dir}/nginx.pid`, proc);
+  return proc;
+}
+
+/** HAProxy with `config` (plus a stats socket) in `dir`, once it listens. */
+export async function haproxy(dir: string, config: string): Promise<Proc> {
+  await Deno.writeTextFile(
+    `${dir}/haproxy.cfg`,
+    `global\n    stats socket ${dir}/admin.sock level admin\n\n${config}`,
+  );
+  const proc = new Proc([], {}, [
+    HAPROXY!,
+    "-db",
+    "-f",
+    `${dir}/haproxy.cfg`,
+  ], true);
+  await appears(`${dir}/admin.sock`, proc);
+  return proc;
+}
+
+/** HAProxy's view of a server of backend `app`: "UP", "DOWN", ... */
+async function serverStatus(dir: string, server: string): Promise<string> {
+  const conn = await Deno.connect({
+    transport: "unix",
+    path: `${dir}/admin.sock`,
+  });
+  await conn.write(new TextEncoder().encode("show stat\n"));
+  const text = await new Response(conn.readable).text();
+  const row = text.split("\n").find((line) =>
+    line.startsWith(`app,${server},`)
+  );
+  return row?.split(",")[17] ?? "missing";
+}
+
+/** Waits until HAProxy has seen `server` pass its health check. */
+async function upIn(dir: string, server: string, ms = 10_000) {
+  const until = performance.now() + ms;
+  let status = "";
+  while (performance.now() < until) {
+    status = await serverStatus(dir, server);
+    if (status.startsWith("UP")) return;
+    await new Promise((r) => setTimeout(r, 50)); // polling HAProxy's state
+  }
+  throw new Error(`HAProxy never saw ${server} up (last: ${status})`);
+}
+
+/** What one run through a balancer gave. */
+export interface BalancerRun {
+  balancer: "haproxy" | "nginx" | "nginx → supervisor";
+  request: "get" | "post";
+  /** Backend restarts (each backend counts once per rolling round). */
+  restarts: number;
+  sent: number;
+  ok: number;
+  failures: Record<string, number>;
+  failed: number;
+  samples: string[];
+  /** SIGTERM → exit of each old backend (ms), for plain backends. */
+  exits: number[];
+  /** The old backends' stderr, for plain backends. */
+  logs: string[];
+}
+
+/** Options of one run. */
+export interface BalancerOptions {
+  balancer: BalancerRun["balancer"];
+  post: boolean;
+  /** Rolling rounds (plain backends: 2 restarts each) or supervisor restarts. */
+  rounds: number;
+  /** The backends' serve() options (plain backends). */
+  backend?: Record<string, unknown>;
+}
+
+/** Runs a balancer with backends under load and restarts them. */
+export async function balancerRun(
+  { balancer, post, rounds, backend = {} }: BalancerOptions,
+): Promise<BalancerRun> {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-balancer-" });
+  const front = freePort();
+  const ports = [freePort(), freePort()];
+  const procs: Proc[] = [];
+  const exits: number[] = [];
+  const logs: string[] = [];
+  try {
+    let restart: () => Promise<number>;
+    let stop = () => Promise.resolve();
+    let front_: Proc;
+    if (balancer === "nginx → supervisor") {
+      const supervisor = new Proc([
+        ...SUPERVISOR_FLAGS,
+        RESTART,
+        "--",
+        Deno.execPath(),
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-ffi",
+        "--unstable-net",
+        APP,
+        JSON.stringify({ port: ports[0], logger: false }),
+      ]);
+      procs.push(supervisor);
+      await supervisor.waitFor(/generation 1\) ready/);
+      const site = (await recipe("nginx.conf", {
+        8080: front,
+        8081: ports[0],
+      })).replace(/^\s*server 127\.0\.0\.1:8082.*\n/m, "");
+      front_ = await nginx(dir, site);
+      let generation = 1;
+      stop = async () => {
+        supervisor.kill("SIGTERM");
+        await supervisor.status;
+      };
+      restart = async () => {
+        supervisor.kill("SIGHUP");
+        generation++;
+        await supervisor.waitFor(
+          new RegExp(`generation ${generation} serving`),
+          60_000,
+        );
+        return 1;
+      };
+    } else {
+      const backends: Proc[] = [];
+      const startBackend = async (i: number) => {
+        backends[i] = (await start({ port: ports[i], ...backend })).proc;
+        procs.push(backends[i]);
+      };
+      await startBackend(0);
+      await startBackend(1);
+      if (balancer === "haproxy") {
+        front_ = await haproxy(
+          dir,
+          await recipe("haproxy.cfg", {
+            8080: front,
+            8081: ports[0],
+            8082: ports[1],
+          }),
+        );
+        await upIn(dir, "a");
+        await upIn(dir, "b");
+      } else {
+        front_ = await nginx(
+          dir,
+          await recipe("nginx.conf", {
+            8080: front,
+            8081: ports[0],
+            8082: ports[1],
+          }),
+        );
+      }
+      restart = async () => {
+        for (const i of [0, 1]) {
+          const old = backends[i];
+          const signalled = performance.now();
+          old.kill("SIGTERM");
+          await old.status;
+          exits.push(Math.round(performance.now() - signalled));
+          logs.push(old.stderr);
+          await startBackend(i);
+          if (balancer === "haproxy") await upIn(dir, i === 0 ? "a" : "b");
+        }
+        return 2;
+      };
+    }
+    procs.push(front_);
+    const client = new Proc([
+      "run",
+      "--allow-net",
+      LOAD,
+      JSON.stringify({
+        port: front,
+        rate: 300,
+        duration: 600_000,
+        mode: "keepalive",
+        connections: post ? 20 : 10,
+        ...(post ? { path: "/upload?wait=random", body: 4096 } : {}),
+      }),
+    ]);
+    procs.push(client);
+    await client.waitFor(/load running/);
+    let restarts = 0;
+    for (let round = 0; round < rounds; round++) restarts += await restart();
+    client.kill("SIGTERM");
+    await client.status;
+    const result = JSON.parse(client.stdout.trim().split("\n").pop()!);
+    front_.kill(balancer === "haproxy" ? "SIGTERM" : "SIGQUIT");
+    await front_.status;
+    await stop();
+    return {
+      balancer,
+      request: post ? "post" : "get",
+      restarts,
+      sent: result.sent,
+      ok: result.ok,
+      failures: result.failures,
+      failed: Object.values(result.failures as Record<string, number>)
+        .reduce((a, b) => a + b, 0),
+      samples: result.samples,
+      exits,
+      logs,
+    };
+  } finally {
+    for (const proc of procs.reverse()) await proc[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Behind real load balancers (see tests/_balancers.ts): the recipes of
+ * examples/deploy/ as they are, a client that never retries at 300 req/s,
+ * backends restarted under it. Every failed request counts.
+ */
+import assert from "node:assert/strict";
+import { type BalancerRun, balancerRun, HAPROXY, NGINX } from "./_balancers.ts";
+
+for (const [name, path] of [["nginx", NGINX], ["haproxy", HAPROXY]]) {
+  if (!path) {
+    console.error(
+      `skipped: the ${name} tests need ${name} (apt-get install ${name})`,
+    );
+  }
+}
+
+function assertNoFailure(run: BalancerRun) {
+  assert.deepEqual(run.failures, {}, run.samples.join("\n"));
+  assert.equal(run.ok, run.sent);
+  assert.ok(run.ok >= 1000, `only ${run.ok} requests answered`);
+}
+
+for (const post of [false, true]) {
+  Deno.test({
+    name:
+      `HAProxy (examples/deploy/haproxy.cfg) + 2 backends with drainDelay { max: 5000, quiet: 200 }: 6 rolling restarts under 300 ${
+        post ? "POST/s" : "GET/s"
+      } lose nothing; each old backend exits well before the delay's max`,
+    ignore: !HAPROXY,
+    async fn() {
+      const run = await balancerRun({
+        balancer: "haproxy",
+        post,
+        rounds: 3,
+        backend: {
+          healthPath: "/healthz",
+          drainDelay: { max: 5000, quiet: 200 },
+        },
+      });
+      assertNoFailure(run);
+      for (const log of run.logs) {
+        assert.match(
+          log,
+          /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms/,
+        );
+      }
+      // HAProxy checks every 500 ms (fall 1), then 200 ms of quiet.
+      assert.ok(
+        Math.max(...run.exits) < 2500,
+        `SIGTERM → exit: ${run.exits.join(", ")} ms`,
+      );
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "nginx (examples/deploy/nginx.conf) + 2 backends: 6 rolling restarts under 300 GET/s lose nothing (nginx passes refused connections to the other backend)",
+  ignore: !NGINX,
+  async fn() {
+    assertNoFailure(
+      await balancerRun({ balancer: "nginx", post: false, rounds: 3 }),
+    );
+  },
+});
+
+for (const post of [false, true]) {
+  Deno.test({
+    name:
+      `nginx (examples/deploy/nginx.conf, one upstream) → the restart.ts supervisor: 5 restarts under 300 ${
+        post ? "POST/s" : "GET/s"
+      } lose nothing`,
+    ignore: !NGINX,
+    async fn() {
+      assertNoFailure(
+        await balancerRun({ balancer: "nginx → supervisor", post, rounds: 5 }),
+      );
+    },
+  });
+}
