@@ -89,14 +89,24 @@ function errno(): string {
   return at ? ` (errno ${new Deno.UnsafePointerView(at).getInt32()})` : "";
 }
 
-/** Attaches `filter` to the group of every listener on `addr`. */
-function attach(addr: Deno.NetAddr, filter: Uint8Array): string | undefined {
+/** libc and this process's listeners on `addr`, or why there are none. */
+function listeners(
+  addr: Deno.NetAddr,
+): { lib: NonNullable<ReturnType<typeof libc>>; fds: number[] } | string {
   const lib = libc();
   if (!lib) return "needs --allow-ffi on Linux";
   const fds = listeningFds(addr);
   if (fds.length === 0) {
     return `no listening socket found for port ${addr.port}`;
   }
+  return { lib, fds };
+}
+
+/** Attaches `filter` to the group of every listener on `addr`. */
+function attach(addr: Deno.NetAddr, filter: Uint8Array): string | undefined {
+  const found = listeners(addr);
+  if (typeof found === "string") return found;
+  const { lib, fds } = found;
   // struct sock_fprog: u16 length, then (64-bit) a pointer to the filter.
   const program = new Uint8Array(16);
   const view = new DataView(program.buffer);
@@ -139,12 +149,9 @@ export function steerAway(
  * hash again. Returns why it did nothing, or `undefined`.
  */
 export function unsteer(addr: Deno.NetAddr): string | undefined {
-  const lib = libc();
-  if (!lib) return "needs --allow-ffi on Linux";
-  const fds = listeningFds(addr);
-  if (fds.length === 0) {
-    return `no listening socket found for port ${addr.port}`;
-  }
+  const found = listeners(addr);
+  if (typeof found === "string") return found;
+  const { lib, fds } = found;
   const none = new Int32Array(1);
   if (
     lib.symbols.setsockopt(

@@ -23,23 +23,19 @@ import {
   SUPERVISOR_FLAGS,
 } from "./_run.ts";
 import { Supervisor } from "../restart.ts";
+import type { LoadCounts } from "../tests/_helpers.ts";
 
 /** A restart method. */
 export type Method = "naive" | "handoff" | "unsteered" | "supervisor";
 
 /** One run's outcome. */
-export interface RestartRun {
+export interface RestartRun extends LoadCounts {
   method: Method;
   mode: "keepalive" | "new";
   /** "get", or "post": 4 KiB bodies read after 0–40 ms, checked by digest. */
   request?: "get" | "post";
   migrateReq: string;
   restarts: number;
-  sent: number;
-  ok: number;
-  failures: Record<string, number>;
-  failed: number;
-  samples: string[];
   /** [bucket start ms, ok, failed] per 100 ms. */
   timeline: [number, number, number][];
   /** When each restart was triggered, ms after the load started. */

@@ -5,7 +5,13 @@
  * client that never retries sends 300 req/s through them while the
  * backends restart.
  */
-import { freePort, Proc, start, SUPERVISOR_FLAGS } from "./_helpers.ts";
+import {
+  freePort,
+  type LoadCounts,
+  Proc,
+  start,
+  SUPERVISOR_FLAGS,
+} from "./_helpers.ts";
 
 const DEPLOY = new URL("../examples/deploy/", import.meta.url);
 const LOAD = new URL("./fixtures/load.ts", import.meta.url).pathname;
@@ -57,6 +63,13 @@ async function appears(path: string, proc: Proc, ms = 10_000) {
   throw new Error(`${path} never appeared\n${proc.output()}`);
 }
 
+/** Runs `command` in the foreground; resolves once `ready` exists. */
+async function foreground(command: string[], ready: string): Promise<Proc> {
+  const proc = new Proc([], {}, command, true);
+  await appears(ready, proc);
+  return proc;
+}
+
 /** nginx with `site` (an http-block snippet) in `dir`, once it listens. */
 export async function nginx(dir: string, site: string): Promise<Proc> {
   await Deno.writeTextFile(`${dir}/app.conf`, site);
@@ -76,18 +89,11 @@ ${temp}
 }
 `,
   );
-  const proc = new Proc([], {}, [
-    NGINX!,
-    "-p",
-    dir,
-    "-e",
-    "stderr",
-    "-c",
-    `${dir}/nginx.conf`,
-  ], true);
   // nginx writes its pid file after it has bound its sockets.
-  await appears(`${dir}/nginx.pid`, proc);
-  return proc;
+  return await foreground(
+    [NGINX!, "-p", dir, "-e", "stderr", "-c", `${dir}/nginx.conf`],
+    `${dir}/nginx.pid`,
+  );
 }
 
 /** HAProxy with `config` (plus a stats socket) in `dir`, once it listens. */
@@ -96,14 +102,10 @@ export async function haproxy(dir: string, config: string): Promise<Proc> {
     `${dir}/haproxy.cfg`,
     `global\n    stats socket ${dir}/admin.sock level admin\n\n${config}`,
   );
-  const proc = new Proc([], {}, [
-    HAPROXY!,
-    "-db",
-    "-f",
-    `${dir}/haproxy.cfg`,
-  ], true);
-  await appears(`${dir}/admin.sock`, proc);
-  return proc;
+  return await foreground(
+    [HAPROXY!, "-db", "-f", `${dir}/haproxy.cfg`],
+    `${dir}/admin.sock`,
+  );
 }
 
 /** HAProxy's view of a server of backend `app`: "UP", "DOWN", ... */
@@ -133,16 +135,11 @@ async function upIn(dir: string, server: string, ms = 10_000) {
 }
 
 /** What one run through a balancer gave. */
-export interface BalancerRun {
+export interface BalancerRun extends LoadCounts {
   balancer: "haproxy" | "nginx" | "nginx → supervisor";
   request: "get" | "post";
   /** Backend restarts (each backend counts once per rolling round). */
   restarts: number;
-  sent: number;
-  ok: number;
-  failures: Record<string, number>;
-  failed: number;
-  samples: string[];
   /** SIGTERM → exit of each old backend (ms), for plain backends. */
   exits: number[];
   /** The old backends' stderr, for plain backends. */

@@ -513,3 +513,14 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/** What the load client (tests/fixtures/load.ts) counted, as reports keep it. */
+export interface LoadCounts {
+  sent: number;
+  ok: number;
+  failures: Record<string, number>;
+  /** All failures together. */
+  failed: number;
+  /** Up to 10 failures, described. */
+  samples: string[];
+}
