@@ -17,6 +17,8 @@ const DEPLOY = new URL("../examples/deploy/", import.meta.url);
 const LOAD = new URL("./fixtures/load.ts", import.meta.url).pathname;
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 const RESTART = new URL("../restart.ts", import.meta.url).pathname;
+/** Time between two rolling rounds (or supervisor restarts). */
+const CADENCE_MS = 1000;
 
 /** The path of `name` on this machine, or undefined. */
 function binary(name: string): string | undefined {
@@ -265,7 +267,12 @@ export async function balancerRun(
     procs.push(client);
     await client.waitFor(/load running/);
     let restarts = 0;
-    for (let round = 0; round < rounds; round++) restarts += await restart();
+    for (let round = 0; round < rounds; round++) {
+      restarts += await restart();
+      // The scenario's cadence (not a synchronisation): traffic flows through
+      // the new backends for a while before the next rolling round.
+      await new Promise((r) => setTimeout(r, CADENCE_MS));
+    }
     client.kill("SIGTERM");
     await client.status;
     const result = JSON.parse(client.stdout.trim().split("\n").pop()!);
