@@ -111,7 +111,9 @@ export function markdown(r: Results): string {
         `${k} ${v}`
       ).join(", ") || "—";
       lines.push(
-        `| ${x.method} | ${
+        `| ${x.method}${
+          (x.workers ?? 1) > 1 ? ` (${x.workers} workers)` : ""
+        } | ${
           x.mode === "new" ? "new connection per request" : "keep-alive"
         } | ${
           x.request === "post" ? "POST 4 KiB, read after 0–40 ms" : "GET"

@@ -36,6 +36,8 @@ export interface RestartRun extends LoadCounts {
   request?: "get" | "post";
   migrateReq: string;
   restarts: number;
+  /** Workers sharing the port (supervisor methods; absent means 1). */
+  workers?: number;
   /** [bucket start ms, ok, failed] per 100 ms. */
   timeline: [number, number, number][];
   /** When each restart was triggered, ms after the load started. */
@@ -86,6 +88,7 @@ async function supervised(
   prefix: string[],
   method: Method,
   post: boolean,
+  workers: number,
 ): Promise<Target> {
   const worker = [
     Deno.execPath(),
@@ -103,13 +106,16 @@ async function supervised(
       "--pre-drain",
       method === "handoff" ? "0" : "1000",
       ...(method === "unsteered" ? ["--no-steer"] : []),
+      ...(workers > 1 ? ["--workers", String(workers)] : []),
       "--",
       ...worker,
     ],
     {},
     prefix,
   );
-  await proc.waitFor(/generation 1\) ready/);
+  await proc.waitFor(
+    new RegExp(`(generation 1\\) ready[\\s\\S]*){${workers}}`),
+  );
   return {
     async restart(generation) {
       proc.kill("SIGHUP");
@@ -137,6 +143,7 @@ export async function restartRun(
   restarts: number,
   interval: number,
   request: "get" | "post" = "get",
+  workers = 1,
 ): Promise<RestartRun> {
   const made = await netns(migrateReq);
   const ns = typeof made === "string" ? undefined : made;
@@ -147,7 +154,7 @@ export async function restartRun(
   try {
     const target = method === "naive"
       ? await naive(prefix)
-      : await supervised(prefix, method, request === "post");
+      : await supervised(prefix, method, request === "post", workers);
     const load = new Proc(
       [
         "run",
@@ -192,6 +199,7 @@ export async function restartRun(
       request,
       migrateReq: actual,
       restarts,
+      workers,
       sent: result.sent,
       ok: result.ok,
       failures: result.failures,

@@ -175,7 +175,7 @@ if (wanted("restarts")) {
   if (typeof probe !== "string") await probe[Symbol.asyncDispose]();
   const migrates: (0 | 1)[] = missing ? [1] : [0, 1];
   if (missing) log(`${missing}: restarts run on the host`);
-  type Config = [Method, "keepalive" | "new", 0 | 1, "get" | "post"];
+  type Config = [Method, "keepalive" | "new", 0 | 1, "get" | "post", number?];
   const configs: Config[] = smoke
     ? [["supervisor", "keepalive", 1, "get"], ["supervisor", "new", 1, "post"]]
     : migrates.flatMap((m) =>
@@ -187,8 +187,14 @@ if (wanted("restarts")) {
         ["unsteered", mode, m, "post"] as Config,
         ["supervisor", mode, m, "post"] as Config,
       ])
+    ).concat(
+      // Two workers on the default kernel, new connection per request.
+      missing ? [] : [
+        ["supervisor", "new", 0, "get", 2],
+        ["supervisor", "new", 0, "post", 2],
+      ],
     );
-  for (const [method, mode, migrate, request] of configs) {
+  for (const [method, mode, migrate, request, workers = 1] of configs) {
     const run = await restartRun(
       method,
       mode,
@@ -196,10 +202,13 @@ if (wanted("restarts")) {
       settings.restarts,
       settings.interval,
       request,
+      workers,
     );
     results.restarts.push(run);
     log(
-      `restarts ${method} ${mode} ${request} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
+      `restarts ${method}${
+        workers > 1 ? ` (${workers} workers)` : ""
+      } ${mode} ${request} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
         JSON.stringify(run.failures)
       }`,
     );
