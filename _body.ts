@@ -78,6 +78,24 @@ export function isEventStream(res: Response): boolean {
   return EVENT_TYPES.some((event) => lower.startsWith(event));
 }
 
+/** Chunks smaller than this are gathered; larger ones pass as they are. */
+const SMALL_CHUNK = 1024;
+/** Most bytes gathered into one chunk. */
+const GATHER_BYTES = 16 * 1024;
+const NOT_YET_RESULT = { done: false, value: undefined } as const;
+/** Settled already: a race against it tells whether a read is answered now. */
+const NOT_YET = Promise.resolve(NOT_YET_RESULT);
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
 /** A response body that the caller can end cleanly at any time. */
 export interface EndableBody {
   /** The stream to hand to Deno in place of the original body. */
@@ -104,19 +122,61 @@ export function endable(
     done();
     return true;
   };
+  /** A read started while gathering, not answered yet: the next pull's. */
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
     },
     async pull(c) {
       try {
-        const { done, value } = await reader.read();
+        const first = await (pending ?? reader.read());
+        pending = undefined;
         if (finished) return;
-        if (done) {
+        if (first.done) {
           finish();
           c.close();
-        } else {
-          c.enqueue(value);
+          return;
+        }
+        // Small chunks (SSE events) the source has already queued are
+        // gathered into one, without waiting for new ones: they then cost
+        // one pass through this layer and one write in Deno, not one each.
+        // Large chunks pass as they are (copying them would cost more).
+        if (first.value.byteLength >= SMALL_CHUNK) {
+          c.enqueue(first.value);
+          return;
+        }
+        const parts = [first.value];
+        let size = first.value.byteLength;
+        let large: Uint8Array | undefined;
+        let ended = false;
+        while (size < GATHER_BYTES) {
+          const next = reader.read();
+          const got = await Promise.race([next, NOT_YET]);
+          if (got === NOT_YET_RESULT) {
+            // The next pull takes it (and its rejection, if any).
+            pending = next;
+            next.catch(() => {});
+            break;
+          }
+          if (got.done) {
+            ended = true;
+            break;
+          }
+          const value = got.value as Uint8Array;
+          if (value.byteLength >= SMALL_CHUNK) {
+            large = value;
+            break;
+          }
+          parts.push(value);
+          size += value.byteLength;
+        }
+        if (finished) return;
+        c.enqueue(parts.length === 1 ? parts[0] : concat(parts, size));
+        if (large) c.enqueue(large);
+        if (ended) {
+          finish();
+          c.close();
         }
       } catch (err) {
         if (finish()) c.error(err);

@@ -99,8 +99,11 @@ async function once(
     const post = { "post-4k": 4096, "post-1mib": 1 << 20, "post-stream": 4096 }[
       body
     ] ?? 0;
-    await wrk(port, 1, pin, 50, post); // warm-up: let V8 optimise the hot path
-    const result = await wrk(port, seconds, pin, 50, post);
+    // 100 MiB per response: a few connections, or nothing completes.
+    const connections = body === "file-100mib" ? 4 : 50;
+    // Warm-up: let V8 optimise the hot path.
+    await wrk(port, body === "file-100mib" ? 3 : 1, pin, connections, post);
+    const result = await wrk(port, seconds, pin, connections, post);
     return { ...result, rssMiB: await peakRssMiB(proc.pid) };
   } finally {
     proc.kill("SIGKILL");
@@ -118,58 +121,73 @@ export async function overhead(
 ): Promise<OverheadRow[]> {
   const rows: OverheadRow[] = [];
   for (const body of bodies) {
-    type Run = WrkResult & { rssMiB: number; cpuUsPerEvent?: number };
-    const raw: Run[] = [];
-    const graceful: Run[] = [];
-    const ratios: number[] = [];
-    for (let i = 0; i < rounds; i++) {
-      // Alternate which goes first, so drift over time hits both alike.
-      const order = i % 2 === 0
-        ? ["raw", "graceful"] as const
-        : ["graceful", "raw"] as const;
-      const got: Record<string, Run> = {};
-      for (const impl of order) {
-        got[impl] = body === "sse"
-          ? await sseOnce(impl, seconds, pin)
-          : await once(impl, body, seconds, pin);
-      }
-      raw.push(got.raw);
-      graceful.push(got.graceful);
-      ratios.push(got.graceful.rps / got.raw.rps);
-      log(
-        `overhead ${body} round ${i + 1}/${rounds}: raw ${
-          Math.round(got.raw.rps)
-        } req/s, graceful ${Math.round(got.graceful.rps)} req/s, ratio ${
-          round(ratios.at(-1)!, 3)
-        }`,
-      );
+    try {
+      rows.push(await compare(body, rounds, seconds, pin, log));
+    } catch (error) {
+      // One body that fails must not lose the others' rows.
+      log(`overhead ${body} failed, row left out: ${(error as Error).message}`);
     }
-    const summary = (runs: Run[]) => ({
-      rps: Math.round(median(runs.map((r) => r.rps))),
-      p50: round(median(runs.map((r) => r.p50)), 3),
-      p99: round(median(runs.map((r) => r.p99)), 3),
-      rssMiB: round(Math.max(...runs.map((r) => r.rssMiB))),
-    });
-    rows.push({
-      body,
-      rounds,
-      raw: summary(raw),
-      graceful: summary(graceful),
-      ratios: ratios.map((r) => round(r, 3)),
-      ratio: {
-        median: round(median(ratios), 3),
-        min: round(Math.min(...ratios), 3),
-        max: round(Math.max(...ratios), 3),
-      },
-      ...(body === "sse"
-        ? {
-          cpuUsPerEvent: {
-            raw: round(median(raw.map((r) => r.cpuUsPerEvent!)), 3),
-            graceful: round(median(graceful.map((r) => r.cpuUsPerEvent!)), 3),
-          },
-        }
-        : {}),
-    });
   }
   return rows;
+}
+
+async function compare(
+  body: string,
+  rounds: number,
+  seconds: number,
+  pin: boolean,
+  log: (line: string) => void,
+): Promise<OverheadRow> {
+  type Run = WrkResult & { rssMiB: number; cpuUsPerEvent?: number };
+  const raw: Run[] = [];
+  const graceful: Run[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    // Alternate which goes first, so drift over time hits both alike.
+    const order = i % 2 === 0
+      ? ["raw", "graceful"] as const
+      : ["graceful", "raw"] as const;
+    const got: Record<string, Run> = {};
+    for (const impl of order) {
+      got[impl] = body === "sse"
+        ? await sseOnce(impl, seconds, pin)
+        : await once(impl, body, seconds, pin);
+    }
+    raw.push(got.raw);
+    graceful.push(got.graceful);
+    ratios.push(got.graceful.rps / got.raw.rps);
+    log(
+      `overhead ${body} round ${i + 1}/${rounds}: raw ${
+        Math.round(got.raw.rps)
+      } req/s, graceful ${Math.round(got.graceful.rps)} req/s, ratio ${
+        round(ratios.at(-1)!, 3)
+      }`,
+    );
+  }
+  const summary = (runs: Run[]) => ({
+    rps: Math.round(median(runs.map((r) => r.rps))),
+    p50: round(median(runs.map((r) => r.p50)), 3),
+    p99: round(median(runs.map((r) => r.p99)), 3),
+    rssMiB: round(Math.max(...runs.map((r) => r.rssMiB))),
+  });
+  return {
+    body,
+    rounds,
+    raw: summary(raw),
+    graceful: summary(graceful),
+    ratios: ratios.map((r) => round(r, 3)),
+    ratio: {
+      median: round(median(ratios), 3),
+      min: round(Math.min(...ratios), 3),
+      max: round(Math.max(...ratios), 3),
+    },
+    ...(body === "sse"
+      ? {
+        cpuUsPerEvent: {
+          raw: round(median(raw.map((r) => r.cpuUsPerEvent!)), 3),
+          graceful: round(median(graceful.map((r) => r.cpuUsPerEvent!)), 3),
+        },
+      }
+      : {}),
+  };
 }

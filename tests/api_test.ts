@@ -274,3 +274,50 @@ Deno.test("stream detection: resource-backed bodies (a file) keep Deno's native 
     await Deno.remove(path);
   }
 });
+
+Deno.test("endable: small chunks already queued are gathered, large ones pass as they are; every byte arrives in order; end() closes cleanly", async () => {
+  const { endable } = await import("../_body.ts");
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < 300; i++) {
+    // Mostly 12-byte events, with a 20 KiB chunk now and then.
+    const size = i % 50 === 49 ? 20 * 1024 : 12;
+    chunks.push(new Uint8Array(size).fill(i % 251));
+  }
+  let sent = 0;
+  const source = new ReadableStream<Uint8Array>({
+    pull(c) {
+      for (let i = 0; i < 16 && sent < chunks.length; i++) {
+        c.enqueue(chunks[sent++]);
+      }
+      if (sent === chunks.length) c.close();
+    },
+  });
+  let done = 0;
+  const body = endable(source, () => done++);
+  const got = new Uint8Array(await new Response(body.stream).arrayBuffer());
+  const expected = new Uint8Array(
+    await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer(),
+  );
+  assert.deepEqual(got, expected);
+  assert.equal(done, 1);
+  // end(): a never-ending source is ended cleanly and cancelled.
+  let cancelled = false;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(c) {
+      c.enqueue(new Uint8Array(12));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  const ending = endable(endless, () => done++);
+  const reader = ending.stream.getReader();
+  await reader.read();
+  ending.end();
+  while (!(await reader.read()).done) {
+    // what was already queued, then the end
+  }
+  assert.equal(done, 2);
+  await Promise.resolve();
+  assert.ok(cancelled);
+});
