@@ -268,7 +268,7 @@ export async function writeReports(
   await Deno.writeTextFile(`${dir}/results.md`, md);
   const preferred = results.restarts.filter((r) =>
     r.mode === "new" && r.migrateReq.startsWith("0") &&
-    (r.request ?? "get") === "get"
+    (r.request ?? "get") === "get" && (r.workers ?? 1) === 1
   );
   const runs = preferred.length ? preferred : results.restarts;
   if (runs.length) {
