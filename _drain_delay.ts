@@ -11,7 +11,26 @@ import { timer } from "./_timer.ts";
  * A drain delay that ends itself: at most `max` ms, and over as soon as
  * the balancer has stopped sending, meaning the health path (if there is
  * one) has answered 503 at least once, and no other request has arrived for
- * `quiet` ms.
+ * `quiet` ms. It does not see a balancer that stops sending without asking
+ * the server (a Kubernetes endpoint removal): use a fixed delay there.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@graceful/http";
+ *
+ * // Behind HAProxy checking /healthz every 500 ms, a drain ends about 0.5 s
+ * // after the signal (at most 5 s); here nothing asks, so it lasts `max`.
+ * const server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onListen() {},
+ *   logger: false,
+ *   healthPath: "/healthz",
+ *   drainDelay: { max: 300, quiet: 200 },
+ * }, () => new Response("ok"));
+ * const { durationMs } = await server.shutdown();
+ * console.assert(durationMs >= 300);
+ * ```
  */
 export interface SelfEndingDelay {
   /** The longest the delay may last (ms). */

@@ -7,6 +7,7 @@ import { type Delay, drainOptions } from "./_options.ts";
 import { shutdownLosesBodies } from "./_request_body.ts";
 import { detachListeners } from "./_detach.ts";
 import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
+export type { SelfEndingDelay } from "./_drain_delay.ts";
 import { steerAway, unsteer } from "./_steer.ts";
 import { supervisor } from "./_supervised.ts";
 import { timer } from "./_timer.ts";
