@@ -74,9 +74,9 @@ export async function balancers(
     });
     const row: BalancerRow = {
       ...run,
-      drainDelay: config.drainDelay === undefined
+      drainDelay: config.balancer === "nginx → supervisor"
         ? "— (supervisor: 1 s pre-drain)"
-        : JSON.stringify(config.drainDelay),
+        : JSON.stringify(config.drainDelay ?? 0),
       ...(run.exits.length
         ? { exitMs: { median: median(run.exits), max: Math.max(...run.exits) } }
         : {}),
