@@ -4,7 +4,7 @@
  * a variable that cannot be read (no `--allow-env`) counts as unset.
  */
 import { MAX_TIMER_MS, wholeNumber } from "./_cli.ts";
-import { path } from "./_options.ts";
+import { MAX_RETRY_AFTER, path } from "./_options.ts";
 import { signalList } from "./_signals.ts";
 import type { ServeOptions } from "./server.ts";
 
@@ -63,9 +63,12 @@ export function optionsFromEnv(): ServeOptions {
   } else if (drainDelay !== undefined) options.drainDelay = drainDelay;
   const retryAfter = read("GRACEFUL_RETRY_AFTER");
   if (retryAfter !== undefined) {
-    options.retryAfter = retryAfter.trim() === "off"
-      ? false
-      : wholeNumber("GRACEFUL_RETRY_AFTER", retryAfter.trim(), 0, 86_400);
+    options.retryAfter = retryAfter.trim() === "off" ? false : wholeNumber(
+      "GRACEFUL_RETRY_AFTER",
+      retryAfter.trim(),
+      0,
+      MAX_RETRY_AFTER,
+    );
   }
   const grace = read("GRACEFUL_GRACE_PERIOD");
   if (grace !== undefined) {

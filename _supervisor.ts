@@ -3,7 +3,7 @@
  * workers serve now, which are retiring. Every change to that list runs
  * through one queue, so two generations never start at once.
  */
-import { type Logger, resolveLogger, since } from "./_log.ts";
+import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { duration } from "./_options.ts";
 import { timer } from "./_timer.ts";
 import { Worker } from "./_worker.ts";
@@ -147,7 +147,7 @@ export class Supervisor {
     this.#preDrain = duration("preDrain", options.preDrain, 1000);
     if (options.steer !== undefined && typeof options.steer !== "boolean") {
       throw new TypeError(
-        `steer: expected true or false, got ${JSON.stringify(options.steer)}`,
+        `steer: expected true or false, got ${describe(options.steer)}`,
       );
     }
     this.#steer = options.steer ?? true;

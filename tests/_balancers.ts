@@ -215,26 +215,13 @@ export async function balancerRun(
       };
       await startBackend(0);
       await startBackend(1);
+      const example = { 8080: front, 8081: ports[0], 8082: ports[1] };
       if (balancer === "haproxy") {
-        front_ = await haproxy(
-          dir,
-          await recipe("haproxy.cfg", {
-            8080: front,
-            8081: ports[0],
-            8082: ports[1],
-          }),
-        );
+        front_ = await haproxy(dir, await recipe("haproxy.cfg", example));
         await upIn(dir, "a");
         await upIn(dir, "b");
       } else {
-        front_ = await nginx(
-          dir,
-          await recipe("nginx.conf", {
-            8080: front,
-            8081: ports[0],
-            8082: ports[1],
-          }),
-        );
+        front_ = await nginx(dir, await recipe("nginx.conf", example));
       }
       restart = async () => {
         for (const i of [0, 1]) {
