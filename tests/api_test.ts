@@ -321,3 +321,23 @@ Deno.test("endable: small chunks already queued are gathered, large ones pass as
   await Promise.resolve();
   assert.ok(cancelled);
 });
+
+Deno.test("Supervisor: bad options throw a TypeError naming the option and the value, before anything starts", async () => {
+  const { Supervisor } = await import("../restart.ts");
+  const command = ["deno", "run", "server.ts"];
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ steer: "yes" }, /^steer: expected true or false, got "yes"$/],
+    [{ preDrain: -1 }, /^preDrain: .* got -1$/],
+    [{ workers: 65 }, /workers/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(
+      () => new Supervisor({ command, logger: false, ...options }),
+      (error: Error) =>
+        error instanceof TypeError && message.test(error.message),
+      JSON.stringify(options),
+    );
+  }
+  // steer: false is accepted (the --no-steer flag).
+  new Supervisor({ command, logger: false, steer: false });
+});
