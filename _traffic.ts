@@ -346,8 +346,11 @@ export class Traffic implements GuardOwner, Arrivals {
     work.guard?.release();
     if (this.draining || this.preDraining) res = withClose(work.request, res);
     const ends = this.#options.endStreams;
+    // hasOpenEndedBody first: it reads Deno's internal record and, for the
+    // common static body, never touches `res.headers` (which Deno builds on
+    // first access).
     if (
-      ends && (ends === "all" || isEventStream(res)) && hasOpenEndedBody(res)
+      ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {
       res = this.#track(work, res);
     } else {
