@@ -94,7 +94,7 @@ export interface ServeOptions
    * clean end. Other streams are handed to Deno untouched (no per-chunk
    * cost) and cut by the exit at the deadline, so a client never takes a
    * truncated download for a whole one. `true`: every JS stream (the
-   * pre-0.2 default). `false`: none.
+   * default before this option took `"events"`). `false`: none.
    */
   endStreamsAtDeadline?: boolean | "events";
   /**
