@@ -178,6 +178,13 @@ async function restartsUnderLoad(
     steering ? 5 * workers : 0,
     proc.stderr,
   );
+  if (steering) {
+    // The new worker logs the unsteer once the old one has exited: wait for
+    // the last one rather than count before it is written.
+    await proc.waitFor(
+      new RegExp(`(steering on \\S+ ended[\\s\\S]*){${5 * workers}}`),
+    );
+  }
   assert.equal(count(/steering on \S+ ended/g), steering ? 5 * workers : 0);
   assert.equal(count(/cannot steer/g), ffi ? 0 : 5 * workers);
   proc.kill("SIGTERM");
