@@ -20,11 +20,6 @@ import { libc, listeningFds } from "./_sockets.ts";
 
 const SHUT_RD = 0;
 
-/** True when listeners can be detached (Linux, `--allow-ffi`, libc found). */
-export function canDetach(): boolean {
-  return libc() !== null;
-}
-
 /**
  * Shuts down the listening sockets on `addr` (read side), so the kernel
  * stops handing them connections. Returns how many were detached; 0 when

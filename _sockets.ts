@@ -55,7 +55,8 @@ export function libc(): Libc | null {
   return lib;
 }
 
-const SOL_SOCKET = 1;
+/** `SOL_SOCKET`: the level of socket options. */
+export const SOL_SOCKET = 1;
 const SO_ACCEPTCONN = 30;
 const AF_INET = 2;
 const AF_INET6 = 10;

@@ -23,9 +23,8 @@
  * elsewhere every call returns why it did nothing.
  */
 import { MAX_GROUP } from "./_protocol.ts";
-import { libc, listeningFds } from "./_sockets.ts";
+import { libc, listeningFds, SOL_SOCKET } from "./_sockets.ts";
 
-const SOL_SOCKET = 1;
 const SO_ATTACH_REUSEPORT_CBPF = 51;
 const SO_DETACH_REUSEPORT_BPF = 68;
 
