@@ -76,6 +76,11 @@ const nativeMethods = Object.fromEntries(
 
 /** The guard of each guarded request (a side table: Deno's objects stay as they are). */
 const guards = new WeakMap<Request, BodyGuard>();
+/**
+ * False until the first guard is made (the first drain): until then no
+ * lookup in `guards` is needed (a miss still hashes the request).
+ */
+let guarding = false;
 /** Servers whose requests may need guards. */
 const owners = new Set<GuardOwner>();
 let patched = false;
@@ -89,7 +94,43 @@ export interface BodySlot {
   read?: Promise<unknown>;
 }
 
+/**
+ * The request whose handler is running right now (synchronously), and its
+ * owner: most handlers touch the body before their first `await`, and are
+ * found here without a table lookup. Set by the owner around the handler
+ * call (see {@linkcode runningSlot}).
+ */
+let running: BodySlot | undefined;
+let runningOwner: GuardOwner | undefined;
+
+/**
+ * Makes `slot` the running request of `owner` while its handler runs
+ * synchronously, so the body reads it starts are recorded without a table
+ * lookup. Returns what to give {@linkcode leaveSlot} after the call (a
+ * handler may call another server's handler).
+ */
+export function enterSlot(
+  owner: GuardOwner,
+  slot: BodySlot,
+): [BodySlot | undefined, GuardOwner | undefined] | undefined {
+  const outer = running === undefined
+    ? undefined
+    : [running, runningOwner] as [BodySlot, GuardOwner];
+  running = slot;
+  runningOwner = owner;
+  return outer;
+}
+
+/** Restores the running request from before {@linkcode enterSlot}. */
+export function leaveSlot(
+  outer: [BodySlot | undefined, GuardOwner | undefined] | undefined,
+): void {
+  running = outer?.[0];
+  runningOwner = outer?.[1];
+}
+
 function slotOf(request: Request): [GuardOwner, BodySlot] | undefined {
+  if (running?.request === request) return [runningOwner!, running];
   for (const owner of owners) {
     const slot = owner.slotOf(request);
     if (slot) return [owner, slot];
@@ -99,7 +140,7 @@ function slotOf(request: Request): [GuardOwner, BodySlot] | undefined {
 
 /** The guard of `request`, made now if it is a request in flight. */
 function guardOf(request: Request): BodyGuard | undefined {
-  const guard = guards.get(request);
+  const guard = guarding ? guards.get(request) : undefined;
   if (guard) return guard;
   const found = slotOf(request);
   return found && guardSlot(found[0], found[1]);
@@ -112,7 +153,7 @@ export function guardSlot(owner: GuardOwner, slot: BodySlot): BodyGuard {
 
 /** A body read: through the guard if there is one, else Deno's own. */
 function consume(request: Request, method: Method): Promise<unknown> {
-  const guard = guards.get(request);
+  const guard = guarding ? guards.get(request) : undefined;
   if (guard) return guard.consume(method);
   const found = slotOf(request);
   if (!found) return nativeMethods[method].call(request);
@@ -148,10 +189,10 @@ export function register(owner: GuardOwner): void {
     },
     bodyUsed: {
       get(this: Request) {
-        const guard = guards.get(this);
-        if (guard) return guard.used();
-        return slotOf(this)?.[1].read !== undefined ||
-          nativeBodyUsed.call(this);
+        // Without a guard, Deno's own answer: a native read started before
+        // the drain has disturbed the body already.
+        const guard = guarding ? guards.get(this) : undefined;
+        return guard ? guard.used() : nativeBodyUsed.call(this);
       },
       configurable: true,
       enumerable: true,
@@ -210,6 +251,7 @@ export class BodyGuard {
     this.#owner = owner;
     this.#native = read;
     this.#touched = read !== undefined;
+    guarding = true;
     guards.set(request, this);
   }
 
@@ -319,7 +361,9 @@ export class BodyGuard {
     const body = nativeBody.call(this.#request) as
       | ReadableStream<Uint8Array>
       | null;
-    if (!body) {
+    if (!body || body.locked) {
+      // No body, or one read by something that bypassed the public
+      // methods (see the module doc): nothing this guard can protect.
       this.#settle();
       return undefined;
     }

@@ -1,13 +1,22 @@
 /**
- * Overhead: raw `Deno.serve` against `serve()`, same handler, interleaved
- * A/B rounds, server and wrk pinned to different cores where possible.
+ * Overhead: raw `Deno.serve` against `serve()`, same handler, measured at
+ * the same time. Both servers are pinned to one core (0) and loaded at once,
+ * each by its own client pinned to the other core (1): the kernel shares
+ * core 0 between them, so whatever else the machine does in that second
+ * slows both alike (run one after the other, rounds of the same pair ranged
+ * 0.6–1.6 here). The cost of a request is the server's CPU time (user +
+ * system, from /proc/PID/stat) divided by the requests it answered; the
+ * ratio is raw's CPU per request over serve()'s: serve()'s requests per
+ * CPU-second relative to raw, which is the throughput ratio of a server
+ * that is CPU-bound. Rounds go round-robin over the bodies, so each body's
+ * rounds are spread over the whole run.
  */
 import {
+  cpuMs,
   median,
   peakRssMiB,
   Proc,
   round,
-  sh,
   startServer,
   wrk,
   type WrkResult,
@@ -16,102 +25,96 @@ import {
 const SSE_CLIENT = new URL("./fixtures/sse_client.ts", import.meta.url)
   .pathname;
 
-/** CPU time (user + system) a process has used, in ms. */
-async function cpuMs(pid: number): Promise<number> {
-  const fields = (await sh(["cat", `/proc/${pid}/stat`])).split(") ")[1]
-    .split(" ");
-  // utime and stime are fields 14 and 15 (1-based), in clock ticks (100/s).
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+/** One server's numbers in one round. */
+interface Side extends WrkResult {
+  rssMiB: number;
+  /** Server CPU time during the measured run (ms). */
+  cpuMs: number;
 }
 
-/**
- * Server-sent events: a stream of small events as fast as 10 clients read
- * them. "rps" is events per second; cpuUsPerEvent is the server's CPU time
- * per event.
- */
-async function sseOnce(
-  impl: "raw" | "graceful",
+/** What one body kind's load looks like. */
+function load(body: string) {
+  return {
+    // POST bodies: "post-4k" / "post-1mib" (read with arrayBuffer()),
+    // "post-stream" (4 KiB echoed through req.body).
+    post: { "post-4k": 4096, "post-1mib": 1 << 20, "post-stream": 4096 }[
+      body
+    ] ?? 0,
+    // 100 MiB per response: a few connections, or nothing completes.
+    connections: body === "file-100mib" ? 4 : 50,
+    warmup: body === "file-100mib" ? 3 : 1,
+  };
+}
+
+/** Server-sent events: `seconds` of reading small events on 10 connections. */
+async function sseClient(port: number, seconds: number, pin: boolean) {
+  const client = new Proc(
+    ["run", "--allow-net", SSE_CLIENT, JSON.stringify({ port, seconds })],
+    {},
+    pin ? ["taskset", "-c", "1"] : [],
+  );
+  await client.status;
+  const events = JSON.parse(client.stdout.trim()).events as number;
+  return { rps: events / seconds, p50: 0, p99: 0, requests: events };
+}
+
+/** One round: both servers up, loaded at once, CPU per request of each. */
+async function pair(
+  body: string,
   seconds: number,
   pin: boolean,
-): Promise<WrkResult & { rssMiB: number; cpuUsPerEvent: number }> {
-  const { proc } = await startServer({ impl, body: "sse" }, pin);
+): Promise<{ raw: Side; graceful: Side }> {
+  const files = body.startsWith("file")
+    ? ["--allow-read", "--allow-write"]
+    : [];
+  const servers = await Promise.all(
+    (["raw", "graceful"] as const).map((impl) =>
+      startServer({ impl, body }, pin, files)
+    ),
+  );
   try {
-    const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
-    const read = async (s: number) => {
-      const client = new Proc(
-        [
-          "run",
-          "--allow-net",
-          SSE_CLIENT,
-          JSON.stringify({ port, seconds: s }),
-        ],
-        {},
-        pin ? ["taskset", "-c", "1"] : [],
+    const { post, connections, warmup } = load(body);
+    const run = (s: number) =>
+      Promise.all(
+        servers.map(({ port }) =>
+          body === "sse"
+            ? sseClient(port, s, pin)
+            : wrk(port, s, pin, connections, post)
+        ),
       );
-      await client.status;
-      return JSON.parse(client.stdout.trim()).events as number;
-    };
-    await read(1); // warm-up
-    const cpuBefore = await cpuMs(proc.pid);
-    const events = await read(seconds);
-    const cpu = (await cpuMs(proc.pid)) - cpuBefore;
-    return {
-      rps: events / seconds,
-      p50: 0,
-      p99: 0,
-      rssMiB: await peakRssMiB(proc.pid),
-      cpuUsPerEvent: round((cpu * 1000) / events, 3),
-    };
+    await run(warmup); // let V8 optimise both hot paths
+    const before = await Promise.all(servers.map((s) => cpuMs(s.proc.pid)));
+    const results = await run(seconds);
+    const after = await Promise.all(servers.map((s) => cpuMs(s.proc.pid)));
+    const side = async (i: number): Promise<Side> => ({
+      ...results[i],
+      cpuMs: after[i] - before[i],
+      rssMiB: await peakRssMiB(servers[i].proc.pid),
+    });
+    return { raw: await side(0), graceful: await side(1) };
   } finally {
-    proc.kill("SIGKILL");
-    await proc.status;
+    for (const { proc } of servers) proc.kill("SIGKILL");
+    await Promise.all(servers.map(({ proc }) => proc.status));
   }
 }
+
+/** Server CPU time per request (µs). */
+const cpuPerRequest = (side: Side) => (side.cpuMs * 1000) / side.requests;
 
 /** One body kind's comparison. */
 export interface OverheadRow {
   body: string;
   rounds: number;
-  raw: { rps: number; p50: number; p99: number; rssMiB: number };
-  graceful: { rps: number; p50: number; p99: number; rssMiB: number };
-  /** Median of per-round graceful/raw req/s ratios, and their min and max. */
+  /** Medians over the rounds (req/s while sharing core 0 with the other). */
+  raw: { rps: number; p99: number; rssMiB: number; cpuUs: number };
+  graceful: { rps: number; p99: number; rssMiB: number; cpuUs: number };
+  /** Median of per-round ratios (raw CPU per request / serve()'s), min, max. */
   ratio: { median: number; min: number; max: number };
-  /** Every round's graceful/raw ratio, in order. */
+  /** Every round's ratio, in order. */
   ratios: number[];
-  /** sse: the server's CPU time per event (µs), medians over the rounds. */
-  cpuUsPerEvent?: { raw: number; graceful: number };
 }
 
-async function once(
-  impl: "raw" | "graceful",
-  body: string,
-  seconds: number,
-  pin: boolean,
-): Promise<WrkResult & { rssMiB: number }> {
-  const files = body.startsWith("file")
-    ? ["--allow-read", "--allow-write"]
-    : [];
-  const { proc } = await startServer({ impl, body }, pin, files);
-  try {
-    const port = Number(proc.stdout.match(/:(\d+)\//)![1]);
-    // POST bodies: "post-4k" / "post-1mib" (read with arrayBuffer()),
-    // "post-stream" (4 KiB echoed through req.body).
-    const post = { "post-4k": 4096, "post-1mib": 1 << 20, "post-stream": 4096 }[
-      body
-    ] ?? 0;
-    // 100 MiB per response: a few connections, or nothing completes.
-    const connections = body === "file-100mib" ? 4 : 50;
-    // Warm-up: let V8 optimise the hot path.
-    await wrk(port, body === "file-100mib" ? 3 : 1, pin, connections, post);
-    const result = await wrk(port, seconds, pin, connections, post);
-    return { ...result, rssMiB: await peakRssMiB(proc.pid) };
-  } finally {
-    proc.kill("SIGKILL");
-    await proc.status;
-  }
-}
-
-/** Runs `rounds` interleaved A/B rounds for each body kind. */
+/** Runs `rounds` rounds, round-robin over `bodies`. */
 export async function overhead(
   bodies: string[],
   rounds: number,
@@ -119,75 +122,53 @@ export async function overhead(
   pin: boolean,
   log: (line: string) => void,
 ): Promise<OverheadRow[]> {
-  const rows: OverheadRow[] = [];
-  for (const body of bodies) {
-    try {
-      rows.push(await compare(body, rounds, seconds, pin, log));
-    } catch (error) {
-      // One body that fails must not lose the others' rows.
-      log(`overhead ${body} failed, row left out: ${(error as Error).message}`);
+  const runs = new Map<string, { raw: Side; graceful: Side }[]>(
+    bodies.map((body) => [body, []]),
+  );
+  for (let i = 0; i < rounds; i++) {
+    for (const body of bodies) {
+      try {
+        const got = await pair(body, seconds, pin);
+        runs.get(body)!.push(got);
+        log(
+          `overhead ${body} round ${i + 1}/${rounds}: CPU per request raw ${
+            round(cpuPerRequest(got.raw), 2)
+          } µs, serve() ${round(cpuPerRequest(got.graceful), 2)} µs, ratio ${
+            round(cpuPerRequest(got.raw) / cpuPerRequest(got.graceful), 3)
+          }`,
+        );
+      } catch (error) {
+        // One body that fails must not lose the others' rows.
+        log(
+          `overhead ${body} round ${i + 1} failed: ${(error as Error).message}`,
+        );
+      }
     }
+  }
+  const rows: OverheadRow[] = [];
+  for (const [body, got] of runs) {
+    if (got.length === 0) continue;
+    const ratios = got.map((g) =>
+      cpuPerRequest(g.raw) / cpuPerRequest(g.graceful)
+    );
+    const summary = (sides: Side[]) => ({
+      rps: Math.round(median(sides.map((s) => s.rps))),
+      p99: round(median(sides.map((s) => s.p99)), 3),
+      rssMiB: round(Math.max(...sides.map((s) => s.rssMiB))),
+      cpuUs: round(median(sides.map(cpuPerRequest)), 2),
+    });
+    rows.push({
+      body,
+      rounds: got.length,
+      raw: summary(got.map((g) => g.raw)),
+      graceful: summary(got.map((g) => g.graceful)),
+      ratios: ratios.map((r) => round(r, 3)),
+      ratio: {
+        median: round(median(ratios), 3),
+        min: round(Math.min(...ratios), 3),
+        max: round(Math.max(...ratios), 3),
+      },
+    });
   }
   return rows;
-}
-
-async function compare(
-  body: string,
-  rounds: number,
-  seconds: number,
-  pin: boolean,
-  log: (line: string) => void,
-): Promise<OverheadRow> {
-  type Run = WrkResult & { rssMiB: number; cpuUsPerEvent?: number };
-  const raw: Run[] = [];
-  const graceful: Run[] = [];
-  const ratios: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    // Alternate which goes first, so drift over time hits both alike.
-    const order = i % 2 === 0
-      ? ["raw", "graceful"] as const
-      : ["graceful", "raw"] as const;
-    const got: Record<string, Run> = {};
-    for (const impl of order) {
-      got[impl] = body === "sse"
-        ? await sseOnce(impl, seconds, pin)
-        : await once(impl, body, seconds, pin);
-    }
-    raw.push(got.raw);
-    graceful.push(got.graceful);
-    ratios.push(got.graceful.rps / got.raw.rps);
-    log(
-      `overhead ${body} round ${i + 1}/${rounds}: raw ${
-        Math.round(got.raw.rps)
-      } req/s, graceful ${Math.round(got.graceful.rps)} req/s, ratio ${
-        round(ratios.at(-1)!, 3)
-      }`,
-    );
-  }
-  const summary = (runs: Run[]) => ({
-    rps: Math.round(median(runs.map((r) => r.rps))),
-    p50: round(median(runs.map((r) => r.p50)), 3),
-    p99: round(median(runs.map((r) => r.p99)), 3),
-    rssMiB: round(Math.max(...runs.map((r) => r.rssMiB))),
-  });
-  return {
-    body,
-    rounds,
-    raw: summary(raw),
-    graceful: summary(graceful),
-    ratios: ratios.map((r) => round(r, 3)),
-    ratio: {
-      median: round(median(ratios), 3),
-      min: round(Math.min(...ratios), 3),
-      max: round(Math.max(...ratios), 3),
-    },
-    ...(body === "sse"
-      ? {
-        cpuUsPerEvent: {
-          raw: round(median(raw.map((r) => r.cpuUsPerEvent!)), 3),
-          graceful: round(median(graceful.map((r) => r.cpuUsPerEvent!)), 3),
-        },
-      }
-      : {}),
-  };
 }

@@ -75,6 +75,8 @@ export interface WrkResult {
   rps: number;
   p50: number;
   p99: number;
+  /** Requests completed in the run. */
+  requests: number;
 }
 
 function ms(value: string): number {
@@ -115,10 +117,19 @@ export async function wrk(
   ];
   const out = await sh(cmd).finally(() => script && Deno.remove(script));
   const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+  const requests = Number(out.match(/(\d+) requests in/)?.[1]);
   const p50 = ms(out.match(/\s50%\s+(\S+)/)?.[1] ?? "");
   const p99 = ms(out.match(/\s99%\s+(\S+)/)?.[1] ?? "");
   if (!(rps > 0)) throw new Error(`wrk gave no result:\n${out}`);
-  return { rps, p50, p99 };
+  return { rps, p50, p99, requests };
+}
+
+/** CPU time (user + system) a process has used so far, in ms. */
+export async function cpuMs(pid: number): Promise<number> {
+  const fields = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(") ")[1]
+    .split(" ");
+  // utime and stime are fields 14 and 15 (1-based), in clock ticks (100/s).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** Peak resident memory of a process, in MiB (VmHWM). */

@@ -148,6 +148,30 @@ Deno.test("body: a 20 MiB upload at 2 MiB/s across SIGTERM arrives whole; meanwh
   assertClean(proc);
 });
 
+for (const read of ["arrayBuffer", "stream"]) {
+  Deno.test(`body: ${read} started before the handler's first await, on a slow upload across SIGTERM, arrives whole`, async () => {
+    const body = payload(3 * 1024 * 1024);
+    const { proc, port } = await start({ drainTimeout: 30_000 });
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    const response = conn.request(
+      `/upload?wait=none&read=${read}`,
+      {},
+      body,
+      1024 * 1024,
+    );
+    await inFlight(proc, "/upload");
+    proc.kill("SIGTERM");
+    await proc.waitFor(/waiting for 1 request body to arrive/);
+    const res = await response;
+    conn.close();
+    assert.equal(res.status, 200, proc.output());
+    assert.equal(res.body, await digest(body));
+    assert.equal((await proc.status).code, 0, proc.output());
+    assertClean(proc);
+  });
+}
+
 Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the handler's read names the deadline, exit 124", async () => {
   const body = payload(8 * 1024 * 1024);
   const { proc, port } = await start({ drainTimeout: 1000 });
