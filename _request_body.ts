@@ -92,6 +92,59 @@ export interface BodySlot {
   guard?: BodyGuard;
   /** A native read of the body started before the drain. */
   read?: Promise<unknown>;
+  /** Deno's own body stream, if the handler took it before the drain. */
+  stream?: ReadableStream<Uint8Array>;
+  /** Deno's `info` for the request (its `completed`). */
+  info?: { readonly completed: Promise<void> };
+}
+
+let stateKey: symbol | null | undefined;
+
+/** A stream's state ("readable", "closed", "errored") from Deno's internal slot. */
+function stateOf(stream: ReadableStream): string | undefined {
+  if (stateKey === undefined) {
+    stateKey = Object.getOwnPropertySymbols(stream).find((key) =>
+      key.description === "[[state]]"
+    ) ?? null;
+  }
+  // deno-lint-ignore no-explicit-any
+  return stateKey === null ? undefined : (stream as any)[stateKey];
+}
+
+/** True while a body stream handed to the app may still need Deno's side. */
+export function streamOpen(stream: ReadableStream): boolean {
+  const state = stateOf(stream);
+  return state === undefined || state === "readable";
+}
+
+/** How often a drain looks at a handed-out body stream (ms). */
+const STREAM_POLL_MS = 10;
+
+/**
+ * Resolves once a body stream handed to the app no longer needs Deno's
+ * side: it closed or failed, or the response of its request is complete (a
+ * body echoed into the response is copied natively, so its stream never
+ * changes state). There is no event for the state: it is looked at every
+ * 10 ms, only during a drain.
+ */
+function streamDone(
+  stream: ReadableStream,
+  completed: Promise<void> | undefined,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let over = false;
+    const end = () => {
+      over = true;
+      resolve();
+    };
+    completed?.then(end, end);
+    const look = () => {
+      if (over) return;
+      if (!streamOpen(stream)) end();
+      else setTimeout(look, STREAM_POLL_MS);
+    };
+    look();
+  });
 }
 
 /**
@@ -146,9 +199,18 @@ function guardOf(request: Request): BodyGuard | undefined {
   return found && guardSlot(found[0], found[1]);
 }
 
-/** Gives `slot` its guard (once), registered in the side table. */
+/**
+ * Gives `slot` its guard (once), registered in the side table. Where the
+ * handler holds Deno's own stream, the guard only waits for it to be done.
+ */
 export function guardSlot(owner: GuardOwner, slot: BodySlot): BodyGuard {
-  return slot.guard ??= new BodyGuard(slot.request, owner, slot.read);
+  return slot.guard ??= new BodyGuard(
+    slot.request,
+    owner,
+    slot.read ??
+      (slot.stream && streamDone(slot.stream, slot.info?.completed)),
+    slot.stream !== undefined,
+  );
 }
 
 /** A body read: through the guard if there is one, else Deno's own. */
@@ -181,8 +243,18 @@ export function register(owner: GuardOwner): void {
   Object.defineProperties(native, {
     body: {
       get(this: Request) {
-        const guard = guardOf(this);
-        return guard ? guard.body() : nativeBody.call(this);
+        const guard = guarding ? guards.get(this) : undefined;
+        if (guard) return guard.body();
+        const found = slotOf(this);
+        if (!found) return nativeBody.call(this);
+        const [owner, slot] = found;
+        if (owner.draining) return guardSlot(owner, slot).body();
+        // Before the drain: Deno's own stream (a body echoed into the
+        // response is then copied natively); the drain waits until it is
+        // done before it calls shutdown().
+        const stream = nativeBody.call(this);
+        slot.stream ??= stream ?? undefined;
+        return stream;
       },
       configurable: true,
       enumerable: true,
@@ -244,12 +316,23 @@ export class BodyGuard {
   #settled: PromiseWithResolvers<void> | undefined;
   /** The handler asked for the body in some way. */
   #touched = false;
+  /** The handler holds Deno's own stream: every member stays Deno's. */
+  #handed: boolean;
 
-  /** `read`: a native read the handler started before the guard existed. */
-  constructor(request: Request, owner: GuardOwner, read?: Promise<unknown>) {
+  /**
+   * `read`: a native read the handler started before the guard existed (or
+   * the end of Deno's stream, `handed`, that the handler took).
+   */
+  constructor(
+    request: Request,
+    owner: GuardOwner,
+    read?: Promise<unknown>,
+    handed = false,
+  ) {
     this.#request = request;
     this.#owner = owner;
     this.#native = read;
+    this.#handed = handed;
     this.#touched = read !== undefined;
     guarding = true;
     guards.set(request, this);
@@ -313,6 +396,7 @@ export class BodyGuard {
 
   used(): boolean {
     this.#touched = true;
+    if (this.#handed) return nativeBodyUsed.call(this.#request);
     if (this.#native) return true;
     if (this.#route) return this.#route.used;
     return nativeBodyUsed.call(this.#request);
@@ -326,6 +410,7 @@ export class BodyGuard {
 
   consume(method: Method): Promise<unknown> {
     this.#touched = true;
+    if (this.#handed) return nativeMethods[method].call(this.#request);
     if (!this.#route && !this.#native && !this.#owner.draining) {
       // Before the drain: Deno's own method, at full speed; keep its promise.
       const read = nativeMethods[method].call(this.#request);
@@ -342,6 +427,7 @@ export class BodyGuard {
   }
 
   clone(): Request {
+    if (this.#handed) return nativeClone.call(this.#request);
     if (this.used()) throw new TypeError("Body already consumed");
     const route = this.#open();
     const theirs = route ? route.tee() : null;

@@ -18,6 +18,7 @@ import {
   leaveSlot,
   mayHaveBody,
   register,
+  streamOpen,
   unregister,
 } from "./_request_body.ts";
 
@@ -42,6 +43,8 @@ export type GracefulHandler = (
 class Work implements BodySlot, Linked<Work> {
   guard: BodyGuard | undefined = undefined;
   read: Promise<unknown> | undefined = undefined;
+  stream: ReadableStream<Uint8Array> | undefined = undefined;
+  info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined = undefined;
   prev: Work | undefined = undefined;
   next: Work | undefined = undefined;
   listed = false;
@@ -141,6 +144,12 @@ export class Traffic implements GuardOwner, Arrivals {
   #pending = new InFlight<Work>();
   /** The same, by request, for those that may have a body (guards look them up). */
   #withBody = new Map<Request, Work>();
+  /**
+   * Requests answered whose body stream (Deno's own, taken before the
+   * drain) may still be in use: echoed into the response, copied natively.
+   * Each leaves when its response is complete.
+   */
+  #handedOut = new Set<Work>();
   #streams = new Set<Work>();
   #options: TrafficOptions;
   /** Request bodies Deno still has to deliver. */
@@ -198,7 +207,7 @@ export class Traffic implements GuardOwner, Arrivals {
     this.draining = true;
     this.#drainStart = performance.now();
     if (!this.#guarded) return;
-    for (const work of this.#pending.toArray()) {
+    for (const work of [...this.#pending.toArray(), ...this.#handedOut]) {
       if (!work.guard && !mayHaveBody(work.request)) continue;
       const guard = guardSlot(this, work);
       if (guard.done) continue;
@@ -285,6 +294,7 @@ export class Traffic implements GuardOwner, Arrivals {
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
     const request = work.request;
+    work.info = info;
     this.#pending.add(work);
     const body = this.#guarded && mayHaveBody(request);
     const handlerInfo = new Proxy(info, this.#info) as GracefulHandlerInfo;
@@ -300,7 +310,7 @@ export class Traffic implements GuardOwner, Arrivals {
       if (body) leaveSlot(outer);
     }
     if (!(result instanceof Promise)) return this.#settle(work, result);
-    if (body && !work.read && !work.guard) {
+    if (body && !work.read && !work.guard && !work.stream) {
       // The handler awaits something before touching its body: later reads
       // look it up by request.
       this.#withBody.set(request, work);
@@ -395,6 +405,12 @@ export class Traffic implements GuardOwner, Arrivals {
 
   #settle(work: Work, res: Response): Response {
     this.#forget(work);
+    if (work.stream && !work.guard && streamOpen(work.stream)) {
+      // Its body may be flowing into this response: the drain must wait.
+      this.#handedOut.add(work);
+      const gone = () => void this.#handedOut.delete(work);
+      work.info!.completed.then(gone, gone);
+    }
     work.guard?.release();
     if (this.draining || this.preDraining) res = withClose(work.request, res);
     const ends = this.#options.endStreams;

@@ -172,6 +172,29 @@ for (const read of ["arrayBuffer", "stream"]) {
   });
 }
 
+Deno.test("body: a slow upload echoed back through req.body (Deno's own stream) across SIGTERM is echoed whole", async () => {
+  const text = ascii(1024 * 1024);
+  const { proc, port } = await start({ drainTimeout: 30_000 });
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  const response = conn.request(
+    "/echo",
+    {},
+    encoder.encode(text),
+    512 * 1024,
+  );
+  await inFlight(proc, "/echo");
+  proc.kill("SIGTERM");
+  await proc.waitFor(/waiting for 1 request body to arrive/);
+  const res = await response;
+  conn.close();
+  assert.equal(res.status, 200, proc.output());
+  assert.equal(res.body.length, text.length, proc.output());
+  assert.ok(res.body === text, "the echo differs from what was sent");
+  assert.equal((await proc.status).code, 0, proc.output());
+  assertClean(proc);
+});
+
 Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the handler's read names the deadline, exit 124", async () => {
   const body = payload(8 * 1024 * 1024);
   const { proc, port } = await start({ drainTimeout: 1000 });
