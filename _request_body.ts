@@ -10,15 +10,17 @@
  * before it does.
  *
  * Nothing is added to a request before the drain: its handler reads the
- * body with Deno's own (native) methods at full speed. `Request.prototype`'s
- * body members are routed, once per process, through a side table so that
- * a read started on a request in flight is remembered (the owner keeps its
- * promise on the request's own record, no extra allocation), and `req.body`
- * or `clone()` get a {@linkcode BodyGuard} with a small JS stream in
- * between. When the drain starts, every request in flight that may have a
- * body gets a guard: a read already under way is waited for; a body nobody
- * has touched is read ahead into memory (within a byte budget), so the
- * handler's later reads are served from there. The request object itself
+ * body with Deno's own (native) methods and stream at full speed.
+ * `Request.prototype`'s body members are routed, once per process, so that
+ * a read started on a request in flight, or Deno's stream handed to it, is
+ * remembered on the owner's record of the request (found without a lookup
+ * while the handler runs synchronously); `clone()` gets a
+ * {@linkcode BodyGuard} with a small JS stream in between. When the drain
+ * starts, every request in flight that may have a body gets a guard: a read
+ * under way is waited for, and so is a handed-out stream (until it closes,
+ * or the response it feeds is complete); a body nobody has touched is read
+ * ahead into memory (within a byte budget), so the handler's later reads
+ * are served from there. The request object itself
  * is the one Deno gave: its `signal`, `headers` and `url`, and the handler's
  * `info`, keep their meaning.
  *
