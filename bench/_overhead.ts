@@ -9,7 +9,8 @@
  * ratio is raw's CPU per request over serve()'s: serve()'s requests per
  * CPU-second relative to raw, which is the throughput ratio of a server
  * that is CPU-bound. Rounds go round-robin over the bodies, so each body's
- * rounds are spread over the whole run.
+ * rounds are spread over the whole run. The body "control" pits two raw
+ * servers against each other: how far from 1 the method itself strays.
  */
 import {
   cpuMs,
@@ -67,9 +68,17 @@ async function pair(
   const files = body.startsWith("file")
     ? ["--allow-read", "--allow-write"]
     : [];
+  // "control": two raw servers (hello), the method's own noise floor.
+  const impls = body === "control"
+    ? ["raw", "raw"] as const
+    : ["raw", "graceful"] as const;
   const servers = await Promise.all(
-    (["raw", "graceful"] as const).map((impl) =>
-      startServer({ impl, body }, pin, files)
+    impls.map((impl) =>
+      startServer(
+        { impl, body: body === "control" ? "hello" : body },
+        pin,
+        files,
+      )
     ),
   );
   try {

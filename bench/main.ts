@@ -60,6 +60,7 @@ const wanted = (part: string) => !only || only.includes(part);
 const log = (line: string) => console.error(`[bench] ${line}`);
 
 const ALL_BODIES = [
+  "control",
   "hello",
   "1mib",
   "stream",
