@@ -270,24 +270,54 @@ export class Traffic implements GuardOwner, Arrivals {
       }
       return this.#refusal(request, "draining\n");
     }
-    const work = new Work(
-      request,
-      this.draining ? (this.lastArrival = performance.now()) : undefined,
-    );
-    if (this.draining) {
+    if (!this.draining) {
       // Before the drain a request carries nothing more (see
-      // _request_body.ts); during it, a body is read ahead from the start.
-      if (this.#guarded && mayHaveBody(request)) {
-        const guard = guardSlot(this, work);
-        if (!guard.done) {
-          this.track(guard);
-          guard.readAhead();
-        }
-        if (this.listenerClosed) return this.#late(work, info, guard);
+      // _request_body.ts); one without a body is recorded only if its
+      // handler is still running when it returns.
+      return this.#guarded && mayHaveBody(request)
+        ? this.#run(new Work(request), info)
+        : this.#runLight(request, info);
+    }
+    const work = new Work(request, this.lastArrival = performance.now());
+    // During the drain, a body is read ahead from the start.
+    if (this.#guarded && mayHaveBody(request)) {
+      const guard = guardSlot(this, work);
+      if (!guard.done) {
+        this.track(guard);
+        guard.readAhead();
       }
+      if (this.listenerClosed) return this.#late(work, info, guard);
     }
     return this.#run(work, info);
   };
+
+  /**
+   * A request without a body to guard, before the drain: the handler runs
+   * first; a response it returns at once is passed on with no record at
+   * all (nothing can start the drain in between, short of the handler
+   * itself calling `shutdown()`, which then counts it once it is awaited).
+   */
+  #runLight(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
+    let result: Response | Promise<Response>;
+    try {
+      result = this.#options.handler(
+        request,
+        new Proxy(info, this.#info) as GracefulHandlerInfo,
+      );
+    } catch (error) {
+      result = this.#failed(request, error);
+    }
+    if (!(result instanceof Promise)) {
+      return this.#settle(undefined, request, result);
+    }
+    const work = new Work(request);
+    work.info = info;
+    this.#pending.add(work);
+    return this.#wait(work, result);
+  }
 
   #run(
     work: Work,
@@ -309,22 +339,32 @@ export class Traffic implements GuardOwner, Arrivals {
     } finally {
       if (body) leaveSlot(outer);
     }
-    if (!(result instanceof Promise)) return this.#settle(work, result);
+    if (!(result instanceof Promise)) {
+      return this.#settle(work, request, result);
+    }
     if (body && !work.read && !work.guard && !work.stream) {
       // The handler awaits something before touching its body: later reads
       // look it up by request.
       this.#withBody.set(request, work);
       work.keyed = true;
     }
+    return this.#wait(work, result);
+  }
+
+  /** Passes on the response of a handler still running, or 503 at the deadline. */
+  #wait(work: Work, result: Promise<Response>): Promise<Response> {
+    const request = work.request;
     const { promise, resolve } = Promise.withResolvers<Response>();
     work.cut = () => resolve(this.#refusal(request, "server shutting down\n"));
     result.then(
       (res) => {
-        if (work.listed) resolve(this.#settle(work, res));
+        if (work.listed) resolve(this.#settle(work, request, res));
       },
       async (error) => {
         if (!work.listed) return;
-        resolve(this.#settle(work, await this.#failed(request, error)));
+        resolve(
+          this.#settle(work, request, await this.#failed(request, error)),
+        );
       },
     );
     return promise;
@@ -403,16 +443,19 @@ export class Traffic implements GuardOwner, Arrivals {
     }
   }
 
-  #settle(work: Work, res: Response): Response {
-    this.#forget(work);
-    if (work.stream && !work.guard && streamOpen(work.stream)) {
-      // Its body may be flowing into this response: the drain must wait.
-      this.#handedOut.add(work);
-      const gone = () => void this.#handedOut.delete(work);
-      work.info!.completed.then(gone, gone);
+  /** Passes on `res`; `work` is the request's record, if it has one. */
+  #settle(work: Work | undefined, request: Request, res: Response): Response {
+    if (work) {
+      this.#forget(work);
+      if (work.stream && !work.guard && streamOpen(work.stream)) {
+        // Its body may be flowing into this response: the drain must wait.
+        this.#handedOut.add(work);
+        const gone = () => void this.#handedOut.delete(work);
+        work.info!.completed.then(gone, gone);
+      }
+      work.guard?.release();
     }
-    work.guard?.release();
-    if (this.draining || this.preDraining) res = withClose(work.request, res);
+    if (this.draining || this.preDraining) res = withClose(request, res);
     const ends = this.#options.endStreams;
     // hasOpenEndedBody first: it reads Deno's internal record and, for the
     // common static body, never touches `res.headers` (which Deno builds on
@@ -420,15 +463,15 @@ export class Traffic implements GuardOwner, Arrivals {
     if (
       ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {
-      res = this.#track(work, res);
+      res = this.#track(request, work?.start, res);
     } else {
       this.#finished();
     }
     return res;
   }
 
-  #track(work: Work, res: Response): Response {
-    const stream = new Work(work.request, work.start);
+  #track(request: Request, start: number | undefined, res: Response): Response {
+    const stream = new Work(request, start);
     const body = endable(res.body!, () => {
       if (this.#streams.delete(stream)) this.#finished();
     });
