@@ -49,8 +49,11 @@ export function hasOpenEndedBody(res: Response): boolean {
   const body = inner?.body;
   // A stream given by the app has no `source`; a string body that Deno turned
   // into a stream (it does so when headers are set) keeps its source.
+  // The resource check before the header: Deno builds `res.headers` on
+  // first access, and a native body (an echoed request body, a file) would
+  // pay for it on every request.
   return body != null && body.length === null && body.source == null &&
-    !res.headers.has("content-length") && !isResourceBacked(body.stream);
+    !isResourceBacked(body.stream) && !res.headers.has("content-length");
 }
 
 /**
