@@ -215,18 +215,28 @@ export function guardSlot(owner: GuardOwner, slot: BodySlot): BodyGuard {
   );
 }
 
+/**
+ * Where a body member of `request` goes: its guard (made now if its owner
+ * is draining), else the owner's record of it (before the drain: Deno's own
+ * member, noted there), else nothing (a request no server knows).
+ */
+function route(request: Request): BodyGuard | BodySlot | undefined {
+  const guard = guarding ? guards.get(request) : undefined;
+  if (guard) return guard;
+  const found = slotOf(request);
+  if (!found) return undefined;
+  const [owner, slot] = found;
+  return owner.draining ? guardSlot(owner, slot) : slot;
+}
+
 /** A body read: through the guard if there is one, else Deno's own. */
 function consume(request: Request, method: Method): Promise<unknown> {
-  const guard = guarding ? guards.get(request) : undefined;
-  if (guard) return guard.consume(method);
-  const found = slotOf(request);
-  if (!found) return nativeMethods[method].call(request);
-  const [owner, slot] = found;
-  if (owner.draining) return guardSlot(owner, slot).consume(method);
-  // Before the drain: Deno's own method at full speed; the drain will
-  // wait for this promise before it calls shutdown().
+  const to = route(request);
+  if (to instanceof BodyGuard) return to.consume(method);
+  // Deno's own method at full speed; before the drain the owner keeps its
+  // promise, and the drain waits for it before it calls shutdown().
   const read = nativeMethods[method].call(request);
-  slot.read ??= read;
+  if (to) to.read ??= read;
   return read;
 }
 
@@ -245,17 +255,13 @@ export function register(owner: GuardOwner): void {
   Object.defineProperties(native, {
     body: {
       get(this: Request) {
-        const guard = guarding ? guards.get(this) : undefined;
-        if (guard) return guard.body();
-        const found = slotOf(this);
-        if (!found) return nativeBody.call(this);
-        const [owner, slot] = found;
-        if (owner.draining) return guardSlot(owner, slot).body();
-        // Before the drain: Deno's own stream (a body echoed into the
-        // response is then copied natively); the drain waits until it is
-        // done before it calls shutdown().
+        const to = route(this);
+        if (to instanceof BodyGuard) return to.body();
+        // Deno's own stream (a body echoed into the response is then
+        // copied natively); before the drain the owner notes it, and the
+        // drain waits until it is done before it calls shutdown().
         const stream = nativeBody.call(this);
-        slot.stream ??= stream ?? undefined;
+        if (to && stream) to.stream ??= stream;
         return stream;
       },
       configurable: true,

@@ -275,12 +275,13 @@ export class Traffic implements GuardOwner, Arrivals {
       // _request_body.ts); one without a body is recorded only if its
       // handler is still running when it returns.
       return this.#guarded && mayHaveBody(request)
-        ? this.#run(new Work(request), info)
+        ? this.#run(new Work(request), info, true)
         : this.#runLight(request, info);
     }
     const work = new Work(request, this.lastArrival = performance.now());
+    const body = this.#guarded && mayHaveBody(request);
     // During the drain, a body is read ahead from the start.
-    if (this.#guarded && mayHaveBody(request)) {
+    if (body) {
       const guard = guardSlot(this, work);
       if (!guard.done) {
         this.track(guard);
@@ -288,8 +289,23 @@ export class Traffic implements GuardOwner, Arrivals {
       }
       if (this.listenerClosed) return this.#late(work, info, guard);
     }
-    return this.#run(work, info);
+    return this.#run(work, info, body);
   };
+
+  /** Calls the handler; a throw becomes the error response. */
+  #call(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
+    try {
+      return this.#options.handler(
+        request,
+        new Proxy(info, this.#info) as GracefulHandlerInfo,
+      );
+    } catch (error) {
+      return this.#failed(request, error);
+    }
+  }
 
   /**
    * A request without a body to guard, before the drain: the handler runs
@@ -301,15 +317,7 @@ export class Traffic implements GuardOwner, Arrivals {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
-    let result: Response | Promise<Response>;
-    try {
-      result = this.#options.handler(
-        request,
-        new Proxy(info, this.#info) as GracefulHandlerInfo,
-      );
-    } catch (error) {
-      result = this.#failed(request, error);
-    }
+    const result = this.#call(request, info);
     if (!(result instanceof Promise)) {
       return this.#settle(undefined, request, result);
     }
@@ -319,23 +327,21 @@ export class Traffic implements GuardOwner, Arrivals {
     return this.#wait(work, result);
   }
 
+  /** `body`: the request may have a body this server guards. */
   #run(
     work: Work,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    body: boolean,
   ): Response | Promise<Response> {
     const request = work.request;
     work.info = info;
     this.#pending.add(work);
-    const body = this.#guarded && mayHaveBody(request);
-    const handlerInfo = new Proxy(info, this.#info) as GracefulHandlerInfo;
     // While the handler runs synchronously, a body read it starts finds
     // its record without a table (see enterSlot).
     const outer = body ? enterSlot(this, work) : undefined;
     let result: Response | Promise<Response>;
     try {
-      result = this.#options.handler(request, handlerInfo);
-    } catch (error) {
-      result = this.#failed(request, error);
+      result = this.#call(request, info);
     } finally {
       if (body) leaveSlot(outer);
     }
@@ -387,7 +393,7 @@ export class Traffic implements GuardOwner, Arrivals {
       guard.release();
       return this.#refusal(work.request, "server shutting down\n");
     }
-    return await this.#run(work, info);
+    return await this.#run(work, info, true);
   }
 
   /** Waits for this body before `shutdown()` (see {@linkcode GuardOwner}). */
