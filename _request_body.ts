@@ -153,7 +153,7 @@ function streamDone(
  * The request whose handler is running right now (synchronously), and its
  * owner: most handlers touch the body before their first `await`, and are
  * found here without a table lookup. Set by the owner around the handler
- * call (see {@linkcode runningSlot}).
+ * call (see {@linkcode enterSlot}).
  */
 let running: BodySlot | undefined;
 let runningOwner: GuardOwner | undefined;
@@ -193,14 +193,6 @@ function slotOf(request: Request): [GuardOwner, BodySlot] | undefined {
   return undefined;
 }
 
-/** The guard of `request`, made now if it is a request in flight. */
-function guardOf(request: Request): BodyGuard | undefined {
-  const guard = guarding ? guards.get(request) : undefined;
-  if (guard) return guard;
-  const found = slotOf(request);
-  return found && guardSlot(found[0], found[1]);
-}
-
 /**
  * Gives `slot` its guard (once), registered in the side table. Where the
  * handler holds Deno's own stream, the guard only waits for it to be done.
@@ -217,16 +209,20 @@ export function guardSlot(owner: GuardOwner, slot: BodySlot): BodyGuard {
 
 /**
  * Where a body member of `request` goes: its guard (made now if its owner
- * is draining), else the owner's record of it (before the drain: Deno's own
- * member, noted there), else nothing (a request no server knows).
+ * is draining, or if `guard` asks for one), else the owner's record of it
+ * (before the drain: Deno's own member, noted there), else nothing (a
+ * request no server knows).
  */
-function route(request: Request): BodyGuard | BodySlot | undefined {
-  const guard = guarding ? guards.get(request) : undefined;
-  if (guard) return guard;
+function route(
+  request: Request,
+  guard = false,
+): BodyGuard | BodySlot | undefined {
+  const made = guarding ? guards.get(request) : undefined;
+  if (made) return made;
   const found = slotOf(request);
   if (!found) return undefined;
   const [owner, slot] = found;
-  return owner.draining ? guardSlot(owner, slot) : slot;
+  return owner.draining || guard ? guardSlot(owner, slot) : slot;
 }
 
 /** A body read: through the guard if there is one, else Deno's own. */
@@ -279,8 +275,8 @@ export function register(owner: GuardOwner): void {
     },
     clone: {
       value: function clone(this: Request) {
-        const guard = guardOf(this);
-        return guard ? guard.clone() : nativeClone.call(this);
+        const to = route(this, true);
+        return to instanceof BodyGuard ? to.clone() : nativeClone.call(this);
       },
       configurable: true,
       writable: true,
