@@ -388,10 +388,12 @@ export class Traffic implements GuardOwner, Arrivals {
       (res) => {
         if (work.listed) resolve(this.#settle(work, request, res));
       },
-      async (error) => {
+      (error) => {
         if (!work.listed) return;
         resolve(
-          this.#settle(work, request, await this.#failed(request, error)),
+          this.#failed(request, error).then((res) =>
+            this.#settle(work, request, res)
+          ),
         );
       },
     );
