@@ -85,9 +85,7 @@ export function isEventStream(res: Response): boolean {
 const SMALL_CHUNK = 1024;
 /** Most bytes gathered into one chunk. */
 const GATHER_BYTES = 16 * 1024;
-const NOT_YET_RESULT = { done: false, value: undefined } as const;
-/** Settled already: a race against it tells whether a read is answered now. */
-const NOT_YET = Promise.resolve(NOT_YET_RESULT);
+const ignore = () => {};
 
 function concat(parts: Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
@@ -127,6 +125,11 @@ export function endable(
   };
   /** A read started while gathering, not answered yet: the next pull's. */
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  /** What the last gathering read brought, if it was answered at once. */
+  let got: ReadableStreamReadResult<Uint8Array> | undefined;
+  const take = (result: ReadableStreamReadResult<Uint8Array>) => {
+    got = result;
+  };
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
@@ -155,18 +158,25 @@ export function endable(
         let ended = false;
         while (size < GATHER_BYTES) {
           const next = reader.read();
-          const got = await Promise.race([next, NOT_YET]);
-          if (got === NOT_YET_RESULT) {
-            // The next pull takes it (and its rejection, if any).
+          // A read the source can answer now is settled already: its
+          // reaction runs before this function resumes from `await`.
+          // Cheaper than racing it against a settled promise.
+          got = undefined;
+          next.then(take, ignore);
+          await undefined;
+          // (`take` may have set it meanwhile: TypeScript cannot see that.)
+          const now = got as ReadableStreamReadResult<Uint8Array> | undefined;
+          if (now === undefined) {
+            // Not answered yet: the next pull takes it (and its rejection,
+            // if any).
             pending = next;
-            next.catch(() => {});
             break;
           }
-          if (got.done) {
+          if (now.done) {
             ended = true;
             break;
           }
-          const value = got.value as Uint8Array;
+          const value = now.value;
           if (value.byteLength >= SMALL_CHUNK) {
             large = value;
             break;

@@ -294,12 +294,20 @@ Deno.test("endable: small chunks already queued are gathered, large ones pass as
   });
   let done = 0;
   const body = endable(source, () => done++);
-  const got = new Uint8Array(await new Response(body.stream).arrayBuffer());
+  const parts: Uint8Array[] = [];
+  for await (const part of body.stream) parts.push(part);
+  const got = new Uint8Array(
+    await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer(),
+  );
   const expected = new Uint8Array(
     await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer(),
   );
   assert.deepEqual(got, expected);
   assert.equal(done, 1);
+  // 300 chunks in: the 12-byte ones queued together leave as one (one per
+  // pull of the source, about 19), the six large ones as they are.
+  assert.ok(parts.length <= 40, `${parts.length} chunks out, expected <= 40`);
+  assert.equal(parts.filter((p) => p.byteLength === 20 * 1024).length, 6);
   // end(): a never-ending source is ended cleanly and cancelled.
   let cancelled = false;
   const endless = new ReadableStream<Uint8Array>({
@@ -320,6 +328,28 @@ Deno.test("endable: small chunks already queued are gathered, large ones pass as
   assert.equal(done, 2);
   await Promise.resolve();
   assert.ok(cancelled);
+});
+
+Deno.test("endable: a source that fails while small chunks are gathered passes on what came before, then its error", async () => {
+  const { endable } = await import("../_body.ts");
+  let pulls = 0;
+  const source = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (pulls++ === 0) {
+        for (let i = 0; i < 5; i++) c.enqueue(new Uint8Array(12).fill(i));
+      } else {
+        // Fails a read the gathering loop started and left to the next pull.
+        return Promise.reject(new Error("source broke"));
+      }
+    },
+  });
+  let done = 0;
+  const body = endable(source, () => done++);
+  const reader = body.stream.getReader();
+  const first = await reader.read();
+  assert.equal(first.value?.byteLength, 60);
+  await assert.rejects(reader.read(), /source broke/);
+  assert.equal(done, 1);
 });
 
 Deno.test("Supervisor: bad options throw a TypeError naming the option and the value, before anything starts", async () => {
