@@ -46,7 +46,7 @@ export type GracefulHandler = (
  *
  * It holds no function made for this request: storing a new closure on
  * each record (the deadline's 503, as it once did) made some server
- * processes spend 15 % more CPU on a 4 KiB POST, with scavenges keeping
+ * processes spend 10–20 % more CPU on a 4 KiB POST, with scavenges keeping
  * ~15 MB alive instead of ~5 (measured with `deno task bench
  * --only=overhead`; the cause inside V8 is not known). The promise's own
  * `resolve` is kept instead, and the 503 is written by {@linkcode Traffic.cut}.
@@ -272,7 +272,8 @@ export class Traffic implements GuardOwner, Arrivals {
   }
 
   #wakeBodies() {
-    if (this.bodiesPending > 0) return;
+    // (An echo's end calls this: no array is made when nobody waits.)
+    if (this.#bodiesIn.length === 0 || this.bodiesPending > 0) return;
     for (const resolve of this.#bodiesIn.splice(0)) resolve();
   }
 
