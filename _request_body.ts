@@ -184,15 +184,6 @@ export function leaveSlot(
   runningOwner = outer?.[1];
 }
 
-function slotOf(request: Request): [GuardOwner, BodySlot] | undefined {
-  if (running?.request === request) return [runningOwner!, running];
-  for (const owner of owners) {
-    const slot = owner.slotOf(request);
-    if (slot) return [owner, slot];
-  }
-  return undefined;
-}
-
 /**
  * Gives `slot` its guard (once), registered in the side table. Where the
  * handler holds Deno's own stream, the guard only waits for it to be done.
@@ -219,10 +210,17 @@ function route(
 ): BodyGuard | BodySlot | undefined {
   const made = guarding ? guards.get(request) : undefined;
   if (made) return made;
-  const found = slotOf(request);
-  if (!found) return undefined;
-  const [owner, slot] = found;
-  return owner.draining || guard ? guardSlot(owner, slot) : slot;
+  // The running request first (no lookup), else each owner's table.
+  let owner = runningOwner;
+  let slot = running?.request === request ? running : undefined;
+  if (!slot) {
+    for (owner of owners) {
+      slot = owner.slotOf(request);
+      if (slot) break;
+    }
+    if (!slot) return undefined;
+  }
+  return owner!.draining || guard ? guardSlot(owner!, slot) : slot;
 }
 
 /** A body read: through the guard if there is one, else Deno's own. */
