@@ -1,6 +1,8 @@
 /** In-process API tests: validation, idempotence, the graceful `signal`. */
 import assert from "node:assert/strict";
 import { serve, Shutdown } from "../mod.ts";
+import { silentLogger } from "../_log.ts";
+import { Traffic } from "../_traffic.ts";
 import { exited, Proc } from "./_helpers.ts";
 
 const ok = () => new Response("ok");
@@ -149,15 +151,54 @@ Deno.test("the signal option drains gracefully: the in-flight request completes"
   assert.equal(server.draining, true);
 });
 
-Deno.test("handlers get the drain signal as info.signal", async () => {
+Deno.test("handlers get the drain signal as info.signal, and Deno's info members", async () => {
   let seen: AbortSignal | undefined;
-  const server = serve({ ...quiet, logger: false }, (_req, info) => {
+  let has = false;
+  let remote: Deno.NetAddr | undefined;
+  let completed: Promise<void> | undefined;
+  const server = serve({ ...quiet, logger: false }, (req, info) => {
     seen = info.signal;
-    return new Response("x");
+    has = "signal" in info;
+    remote = info.remoteAddr;
+    completed = info.completed;
+    // Both paths: a request with a body, whose handler answers later.
+    return req.text().then((text) => new Response(text));
   });
-  await (await fetch(`http://127.0.0.1:${server.addr.port}/`)).text();
+  const res = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+    method: "POST",
+    body: "x",
+  });
+  assert.equal(await res.text(), "x");
   assert.equal(seen, server.signal);
+  assert.equal(has, true);
+  assert.equal(remote?.hostname, "127.0.0.1");
+  assert.equal(remote?.transport, "tcp");
+  await completed; // resolves once the response is sent
   await server.shutdown();
+});
+
+Deno.test("info.signal where Deno's info takes no property: through a Proxy", () => {
+  const controller = new AbortController();
+  const traffic = new Traffic({
+    handler: (_req, info) => {
+      assert.equal(info.signal, controller.signal);
+      assert.equal("signal" in info, true);
+      assert.equal(info.remoteAddr.port, 4242);
+      return new Response("ok");
+    },
+    endStreams: false,
+    bodyBuffer: false,
+    retryAfter: false,
+    signal: controller.signal,
+    logger: silentLogger,
+  });
+  const remoteAddr = { transport: "tcp", hostname: "127.0.0.1", port: 4242 };
+  const frozen = Object.freeze({ remoteAddr, completed: Promise.resolve() });
+  const res = traffic.handle(
+    new Request("http://localhost/"),
+    frozen as Deno.ServeHandlerInfo<Deno.NetAddr>,
+  );
+  assert.equal((res as Response).status, 200);
 });
 
 Deno.test("signal listeners: installed by serve(), removed after shutdown()", async () => {
