@@ -37,10 +37,13 @@ interface Side extends WrkResult {
 function load(body: string) {
   return {
     // POST bodies: "post-4k" / "post-1mib" (read with arrayBuffer()),
-    // "post-stream" (4 KiB echoed through req.body).
-    post: { "post-4k": 4096, "post-1mib": 1 << 20, "post-stream": 4096 }[
-      body
-    ] ?? 0,
+    // "post-stream" / "post-stream-1mib" (echoed through req.body).
+    post: {
+      "post-4k": 4096,
+      "post-1mib": 1 << 20,
+      "post-stream": 4096,
+      "post-stream-1mib": 1 << 20,
+    }[body] ?? 0,
     // 100 MiB per response: a few connections, or nothing completes.
     connections: body === "file-100mib" ? 4 : 50,
     warmup: body === "file-100mib" ? 3 : 1,

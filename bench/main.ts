@@ -73,6 +73,7 @@ const ALL_BODIES = [
   "post-4k",
   "post-1mib",
   "post-stream",
+  "post-stream-1mib",
 ];
 const BODIES = (flags.bodies as string | undefined)?.split(",") ?? ALL_BODIES;
 for (const body of BODIES) {
