@@ -24,9 +24,14 @@
  * is the one Deno gave: its `signal`, `headers` and `url`, and the handler's
  * `info`, keep their meaning.
  *
+ * A read that no record caught (through body members captured before they
+ * were routed, say) is found when the drain starts: Deno's stream is then
+ * locked, and it is waited for like the others.
+ *
  * It does not: make a body arrive faster (a slow upload keeps the listener
- * open until it is in or the deadline cuts it), or protect bodies read with
- * Deno internals that bypass the public methods.
+ * open until it is in or the deadline cuts it), or know of a stream taken
+ * through such captured members and held unread and unlocked when the drain
+ * starts: that one is read ahead, and the app's own later read of it fails.
  */
 
 /** Deno versions whose `shutdown()` takes bodies away (see the module doc). */
@@ -449,10 +454,18 @@ export class BodyGuard {
     const body = nativeBody.call(this.#request) as
       | ReadableStream<Uint8Array>
       | null;
-    if (!body || body.locked) {
-      // No body, or one read by something that bypassed the public
-      // methods (see the module doc): nothing this guard can protect.
+    if (!body) {
       this.#settle();
+      return undefined;
+    }
+    if (body.locked || nativeBodyUsed.call(this.#request)) {
+      // A read under way that no record caught (started through members
+      // captured before they were routed, say): the app's; wait for it.
+      this.#handed = true;
+      this.#touched = true;
+      this.#native = streamDone(body, undefined);
+      this.#native.then(() => this.#settle());
+      this.#owner.track(this);
       return undefined;
     }
     this.#route = new Route(

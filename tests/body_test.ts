@@ -173,7 +173,7 @@ async function slowUploadAcrossDrain(
   return res.body;
 }
 
-for (const read of ["arrayBuffer", "stream"]) {
+for (const read of ["arrayBuffer", "stream", "clone", "captured"]) {
   Deno.test(`body: ${read} started before the handler's first await, on a slow upload across SIGTERM, arrives whole`, async () => {
     const body = payload(3 * 1024 * 1024);
     const got = await slowUploadAcrossDrain(
@@ -195,6 +195,24 @@ Deno.test("body: a slow upload echoed back through req.body (Deno's own stream) 
   assert.equal(got.length, text.length);
   assert.ok(got === text, "the echo differs from what was sent");
 });
+
+Deno.test("body: the same from a handler that returns its response at once (no promise)", async () => {
+  const text = ascii(1024 * 1024);
+  const got = await slowUploadAcrossDrain(
+    "/echo-sync",
+    encoder.encode(text),
+    512 * 1024,
+  );
+  assert.equal(got.length, text.length);
+  assert.ok(got === text, "the echo differs from what was sent");
+});
+
+Deno.test("body: req.body taken before the first await and read after SIGTERM is Deno's stream, read whole", () =>
+  acrossDrain({
+    body: payload(sized),
+    read: "stream&take=early",
+    wait: 600,
+  }));
 
 Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the handler's read names the deadline, exit 124", async () => {
   const body = payload(8 * 1024 * 1024);
