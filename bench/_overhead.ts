@@ -10,7 +10,8 @@
  * CPU-second relative to raw, which is the throughput ratio of a server
  * that is CPU-bound. Rounds go round-robin over the bodies, so each body's
  * rounds are spread over the whole run. The body "control" pits two raw
- * servers against each other: how far from 1 the method itself strays.
+ * servers against each other: how far from 1 the method itself strays;
+ * "control-post-stream" does the same with the 4 KiB echo.
  */
 import {
   cpuMs,
@@ -71,21 +72,24 @@ async function pair(
   const files = body.startsWith("file")
     ? ["--allow-read", "--allow-write"]
     : [];
-  // "control": two raw servers (hello), the method's own noise floor.
-  const impls = body === "control"
+  // "control" and "control-<body>": two raw servers (hello, or that
+  // body), the method's own noise floor.
+  const control = body.startsWith("control");
+  const impls = control
     ? ["raw", "raw"] as const
     : ["raw", "graceful"] as const;
+  const served = body === "control" ? "hello" : body.replace(/^control-/, "");
   const servers = await Promise.all(
     impls.map((impl) =>
       startServer(
-        { impl, body: body === "control" ? "hello" : body },
+        { impl, body: served },
         pin,
         files,
       )
     ),
   );
   try {
-    const { post, connections, warmup } = load(body);
+    const { post, connections, warmup } = load(served);
     const run = (s: number) =>
       Promise.all(
         servers.map(({ port }) =>

@@ -45,7 +45,7 @@ export function markdown(r: Results): string {
         `| ${o.body}${
           o.body === "sse"
             ? " (events)"
-            : o.body === "control"
+            : o.body.startsWith("control")
             ? " (raw against raw: the method's noise)"
             : ""
         } | **${o.ratio.median}** | ${o.ratio.min}–${o.ratio.max} | ${o.raw.cpuUs} / ${o.graceful.cpuUs} | ${o.raw.rps} / ${o.graceful.rps} | ${o.raw.p99} / ${o.graceful.p99} | ${o.raw.rssMiB} / ${o.graceful.rssMiB} |`,

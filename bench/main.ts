@@ -74,6 +74,7 @@ const ALL_BODIES = [
   "post-1mib",
   "post-stream",
   "post-stream-1mib",
+  "control-post-stream",
 ];
 const BODIES = (flags.bodies as string | undefined)?.split(",") ?? ALL_BODIES;
 for (const body of BODIES) {
