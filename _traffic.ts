@@ -137,11 +137,11 @@ function withClose(request: Request, res: Response): Response {
 /**
  * Gives Deno's `info` the drain signal as an own property of Deno's object
  * (made for this request alone), so its other members, getters that need
- * Deno's object as `this`, work untouched. A Proxy around it instead cost
- * ~2.5 % of a 4 KiB echo through `req.body` (`deno task bench
- * --only=overhead --bodies=control,post-stream`: 0.958 against 0.983). It
- * is kept for an `info` that cannot take the property (frozen, or with a
- * `signal` of Deno's own that has no setter).
+ * Deno's object as `this`, work untouched, and no object is made per
+ * request. (A Proxy around it looked ~2.5 % dearer on a 4 KiB echo in one
+ * pair of runs; ten more runs of that row put both at ~0.965 of raw: no
+ * difference shows.) The Proxy is kept for an `info` that cannot take the
+ * property (frozen, or with a `signal` of Deno's own that has no setter).
  */
 function withSignal(
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
