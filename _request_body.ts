@@ -338,11 +338,17 @@ export class BodyGuard {
   ) {
     this.#request = request;
     this.#owner = owner;
-    this.#native = read;
     this.#handed = handed;
-    this.#touched = read !== undefined;
+    if (read) this.#waitFor(read);
     guarding = true;
     guards.set(request, this);
+  }
+
+  /** The app reads the body natively (`read` ends when it is done): wait. */
+  #waitFor(read: Promise<unknown>) {
+    this.#native = read;
+    this.#touched = true;
+    read.then(() => this.#settle(), () => this.#settle());
   }
 
   /** Resolves once Deno's side of the body is no longer needed. */
@@ -350,7 +356,6 @@ export class BodyGuard {
     if (!this.#settled) {
       this.#settled = Promise.withResolvers<void>();
       if (this.#done) this.#settled.resolve();
-      else this.#native?.then(() => this.#settle(), () => this.#settle());
     }
     return this.#settled.promise;
   }
@@ -462,9 +467,7 @@ export class BodyGuard {
       // A read under way that no record caught (started through members
       // captured before they were routed, say): the app's; wait for it.
       this.#handed = true;
-      this.#touched = true;
-      this.#native = streamDone(body, undefined);
-      this.#native.then(() => this.#settle());
+      this.#waitFor(streamDone(body, undefined));
       this.#owner.track(this);
       return undefined;
     }
