@@ -5,36 +5,10 @@
  * body with a `content-length` header go to Deno untouched, so ordinary
  * responses keep their length and pay nothing. Telling a stream from a
  * static body needs Deno's internal response record (there is no public
- * API for it); where that record is not found, nothing is wrapped and the
- * deadline falls back to exiting the process.
+ * API for it; see `_deno.ts`); where that record is not found, nothing is
+ * wrapped and the deadline falls back to exiting the process.
  */
-
-let innerKey: symbol | null | undefined;
-
-function findInnerKey(res: Response): symbol | null {
-  for (const key of Object.getOwnPropertySymbols(res)) {
-    if (key.description === "response") return key;
-  }
-  return null;
-}
-
-let backingKey: symbol | null | undefined;
-
-/**
- * True when `stream` is backed by a Deno resource (a file's `readable`, a
- * `fetch()` body): Deno then copies it natively, and a JS wrapper would
- * cost up to 40 % (measured on a 1 MiB file). Read from Deno's internal
- * `[[resourceBacking]]` slot; where that is not found, false.
- */
-export function isResourceBacked(stream: ReadableStream): boolean {
-  if (backingKey === undefined) {
-    backingKey = Object.getOwnPropertySymbols(stream).find((key) =>
-      key.description === "[[resourceBacking]]"
-    ) ?? null;
-  }
-  // deno-lint-ignore no-explicit-any
-  return backingKey !== null && (stream as any)[backingKey] != null;
-}
+import { innerBody, isResourceBacked } from "./_deno.ts";
 
 /**
  * True when `res` has a body whose length Deno does not know up front and
@@ -42,17 +16,13 @@ export function isResourceBacked(stream: ReadableStream): boolean {
  * kind the deadline can end cleanly by wrapping it.
  */
 export function hasOpenEndedBody(res: Response): boolean {
-  if (innerKey === undefined) innerKey = findInnerKey(res);
-  if (innerKey === null) return false;
-  // deno-lint-ignore no-explicit-any
-  const inner = (res as any)[innerKey];
-  const body = inner?.body;
+  const body = innerBody(res);
   // A stream given by the app has no `source`; a string body that Deno turned
   // into a stream (it does so when headers are set) keeps its source.
   // The resource check before the header: Deno builds `res.headers` on
   // first access, and a native body (an echoed request body, a file) would
   // pay for it on every request.
-  return body != null && body.length === null && body.source == null &&
+  return body !== undefined && body.length === null && body.source == null &&
     !isResourceBacked(body.stream) && !res.headers.has("content-length");
 }
 

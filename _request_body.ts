@@ -33,14 +33,12 @@
  * through such captured members and held unread and unlocked when the drain
  * starts: that one is read ahead, and the app's own later read of it fails.
  */
-
-/** Deno versions whose `shutdown()` takes bodies away (see the module doc). */
-export function shutdownLosesBodies(version = Deno.version.deno): boolean {
-  const [major, minor] = version.split(".").map(Number);
-  // From 2.9.0 on; no fixed release yet. tests/body_test.ts has a canary
-  // that fails once the running Deno keeps bodies: then set the upper bound.
-  return major > 2 || (major === 2 && minor >= 9);
-}
+import {
+  BODY_METHODS,
+  type RequestMembers,
+  requestMembers,
+  streamState,
+} from "./_deno.ts";
 
 /**
  * True when the request may have a body: anything but GET and HEAD (Deno
@@ -62,24 +60,39 @@ export class Budget {
   constructor(readonly limit: number) {}
 }
 
-type Method = "arrayBuffer" | "blob" | "bytes" | "formData" | "json" | "text";
-const METHODS: Method[] = [
-  "arrayBuffer",
-  "blob",
-  "bytes",
-  "formData",
-  "json",
-  "text",
-];
+type Method = typeof BODY_METHODS[number];
+const METHODS = BODY_METHODS;
 
+const found = requestMembers();
+/**
+ * True where Deno's body members can be routed (see `_deno.ts`); where
+ * they cannot, no server registers and the guard is off (said at start).
+ */
+export const bodiesGuardable: boolean = typeof found !== "string";
+const unroutable = () => {
+  throw new Error(`body guard unavailable: ${found}`);
+};
+const {
+  body: nativeBody,
+  bodyUsed: nativeBodyUsed,
+  clone: nativeClone,
+  methods: nativeMethods,
+}: RequestMembers = typeof found === "string"
+  ? {
+    body: unroutable,
+    bodyUsed: unroutable,
+    clone: unroutable,
+    methods: {
+      arrayBuffer: unroutable,
+      blob: unroutable,
+      bytes: unroutable,
+      formData: unroutable,
+      json: unroutable,
+      text: unroutable,
+    },
+  }
+  : found;
 const native = Request.prototype;
-const nativeBody = Object.getOwnPropertyDescriptor(native, "body")!.get!;
-const nativeBodyUsed = Object.getOwnPropertyDescriptor(native, "bodyUsed")!
-  .get!;
-const nativeClone = native.clone;
-const nativeMethods = Object.fromEntries(
-  METHODS.map((method) => [method, native[method]]),
-) as Record<Method, () => Promise<unknown>>;
 
 /** The guard of each guarded request (a side table: Deno's objects stay as they are). */
 const guards = new WeakMap<Request, BodyGuard>();
@@ -105,22 +118,9 @@ export interface BodySlot {
   info?: { readonly completed: Promise<void> };
 }
 
-let stateKey: symbol | null | undefined;
-
-/** A stream's state ("readable", "closed", "errored") from Deno's internal slot. */
-function stateOf(stream: ReadableStream): string | undefined {
-  if (stateKey === undefined) {
-    stateKey = Object.getOwnPropertySymbols(stream).find((key) =>
-      key.description === "[[state]]"
-    ) ?? null;
-  }
-  // deno-lint-ignore no-explicit-any
-  return stateKey === null ? undefined : (stream as any)[stateKey];
-}
-
 /** True while a body stream handed to the app may still need Deno's side. */
 export function streamOpen(stream: ReadableStream): boolean {
-  const state = stateOf(stream);
+  const state = streamState(stream);
   return state === undefined || state === "readable";
 }
 

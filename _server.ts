@@ -4,7 +4,8 @@
  */
 import { describe, type Logger, resolveLogger, since } from "./_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
-import { shutdownLosesBodies } from "./_request_body.ts";
+import { checkRuntime } from "./_deno.ts";
+import { bodiesGuardable } from "./_request_body.ts";
 import { detachListeners } from "./_detach.ts";
 import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
@@ -328,6 +329,7 @@ class Server implements GracefulServer {
       ? undefined
       : shutdown ?? new Shutdown({ signals, hooksTimeout, exit, logger });
     this.#logger = this.lifecycle?.logger ?? resolveLogger(logger);
+    checkRuntime(this.#logger);
     if (gracePeriod !== undefined) {
       const hooks = this.lifecycle?.hooksTimeout ?? 0;
       const total = drainDelay.max + drainTimeout + hooks;
@@ -342,7 +344,7 @@ class Server implements GracefulServer {
       onError: options.onError,
       healthPath,
       endStreams,
-      bodyBuffer: shutdownLosesBodies() ? bodyBufferLimit : false,
+      bodyBuffer: bodiesGuardable ? bodyBufferLimit : false,
       retryAfter,
       signal: this.#controller.signal,
       logger: this.#logger,

@@ -112,7 +112,13 @@ function attach(addr: Deno.NetAddr, filter: Uint8Array): string | undefined {
   view.setUint16(0, filter.length / 8, true);
   view.setBigUint64(
     8,
-    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(filter))),
+    // The buffer, not the view: Deno's TypeScript for `of()` changed between
+    // releases, and a fresh array starts at its buffer's first byte.
+    BigInt(
+      Deno.UnsafePointer.value(
+        Deno.UnsafePointer.of(filter.buffer as ArrayBuffer),
+      ),
+    ),
     true,
   );
   for (const fd of fds) {

@@ -385,9 +385,31 @@ export class Conn {
   }
 }
 
+/**
+ * Bytes backed by a plain `ArrayBuffer`: what `new Uint8Array(n)` makes.
+ * Spelled as the return type of a constructor call, not
+ * `Uint8Array<ArrayBuffer>`, so that the tests type-check on every supported
+ * Deno (its TypeScript made `Uint8Array` generic in 2.2).
+ */
+export type Bytes = ReturnType<typeof bytes>;
+function bytes(n: number) {
+  return new Uint8Array(n);
+}
+
+/** The chunks of a body, joined into one array. */
+export function joined(parts: readonly Uint8Array[]): Bytes {
+  const out = bytes(parts.reduce((n, part) => n + part.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
 /** `n` bytes of varied content (so a shifted or dropped chunk changes the hash). */
-export function payload(n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
+export function payload(n: number): Bytes {
+  const out = bytes(n);
   for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
   return out;
 }
@@ -396,7 +418,7 @@ export function payload(n: number): Uint8Array<ArrayBuffer> {
 export async function digest(bytes: Uint8Array): Promise<string> {
   const hash = await crypto.subtle.digest(
     "SHA-256",
-    bytes as Uint8Array<ArrayBuffer>,
+    bytes.slice(),
   );
   const hex = Array.from(
     new Uint8Array(hash),
@@ -413,6 +435,21 @@ export async function get(port: number, path = "/"): Promise<RawResponse> {
   } finally {
     conn.close();
   }
+}
+
+/**
+ * The response tells the client to close its connection. Deno 2.8 adds a
+ * `Connection: close` of its own to some responses written after
+ * `shutdown()`, beside the server's: `close, close` says the same thing
+ * (a list of one token, twice), so every token must be `close`.
+ */
+export function assertCloses(headers: Headers): void {
+  const value = headers.get("connection");
+  const tokens = value?.split(",").map((t) => t.trim().toLowerCase()) ?? [];
+  assert.ok(
+    tokens.length > 0 && tokens.every((t) => t === "close"),
+    `expected Connection: close, got ${JSON.stringify(value)}`,
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 /** Zero code change: the ./auto preload and the ./serve_default runner. */
 import assert from "node:assert/strict";
 import {
+  assertCloses,
   Conn,
   exited,
   freePort,
@@ -67,7 +68,7 @@ for (const [name, app] of Object.entries(APPS)) {
     const res = await seed(proc, port);
     assert.equal(res.status, 200);
     assert.match(res.body, /^slow done \d+\n$/);
-    assert.equal(res.headers.get("connection"), "close");
+    assertCloses(res.headers);
     assert.equal((await proc.status).code, 0);
     assert.match(
       proc.stderr,
@@ -265,7 +266,7 @@ Deno.test("serve_default: a `deno serve` module drains on SIGTERM", async () => 
   const port = Number((await proc.waitFor(LISTENING))[1]);
   const res = await seed(proc, port, "SIGTERM");
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get("connection"), "close");
+  assertCloses(res.headers);
   assert.equal((await proc.status).code, 0);
 });
 
@@ -290,7 +291,7 @@ Deno.test("auto: an unmodified app's POST in flight keeps its whole body across 
   conn.close();
   assert.equal(res.status, 200, proc.output());
   assert.equal(res.body, "262144\n");
-  assert.equal(res.headers.get("connection"), "close");
+  assertCloses(res.headers);
   assert.equal((await proc.status).code, 0, proc.output());
 });
 

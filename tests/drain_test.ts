@@ -1,6 +1,7 @@
 /** Drain behaviour of serve(), through the fixture app in a real process. */
 import assert from "node:assert/strict";
 import {
+  assertCloses,
   assertRefused,
   Conn,
   exited,
@@ -22,7 +23,7 @@ Deno.test("drain: new connections are refused, in-flight finishes with Connectio
   const res = await pending;
   assert.equal(res.status, 200);
   assert.match(res.body, /^slow done/);
-  assert.equal(res.headers.get("connection"), "close");
+  assertCloses(res.headers);
   assert.equal(await conn.closedByPeer(), true);
   conn.close();
   assert.equal((await proc.status).code, ExitCode.Ok);
@@ -137,7 +138,7 @@ Deno.test("drain: a handler still running at the deadline gets 503 + Connection:
   const res = await pending;
   conn.close();
   assert.equal(res.status, 503);
-  assert.equal(res.headers.get("connection"), "close");
+  assertCloses(res.headers);
   assert.equal((await proc.status).code, ExitCode.DeadlineExceeded);
   assert.match(
     proc.stderr,
@@ -283,11 +284,11 @@ Deno.test("health: 200 while serving; 503 and Connection: close during drainDela
   await proc.waitFor(/still accepting for 600 ms/);
   const during = await get(port, "/healthz");
   assert.equal(during.status, 503);
-  assert.equal(during.headers.get("connection"), "close");
+  assertCloses(during.headers);
   const conn = await Conn.open(port); // still accepted during the delay
   const page = await conn.request("/");
   assert.equal(page.status, 200);
-  assert.equal(page.headers.get("connection"), "close");
+  assertCloses(page.headers);
   conn.close();
   await proc.waitFor(/stopped accepting/);
   let exited = false;
@@ -346,7 +347,7 @@ Deno.test("drainDelay { max, quiet }: ends once the health path has answered 503
   for (let i = 0; i < 5; i++) {
     const res = await get(port, "/");
     assert.equal(res.status, 200);
-    assert.equal(res.headers.get("connection"), "close");
+    assertCloses(res.headers);
   }
   // ... then its health check sees 503 and it stops sending.
   const health = await get(port, "/healthz");

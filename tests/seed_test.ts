@@ -1,6 +1,7 @@
 /** The seed scenario: the 3 s demo handler survives SIGINT and SIGTERM. */
 import assert from "node:assert/strict";
 import {
+  assertCloses,
   assertRefused,
   Conn,
   exited,
@@ -31,7 +32,7 @@ async function seed(signal: Deno.Signal) {
   conn.close();
   assert.equal(res.status, 200);
   assert.equal(res.body, "hello world\n");
-  assert.equal(res.headers.get("connection"), "close");
+  assertCloses(res.headers);
   assert.ok(answered - sent >= 2900, `answered after ${answered - sent} ms`);
   const { code, ms } = await exited(proc, answered);
   assert.equal(code, 0, proc.output());

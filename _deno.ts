@@ -1,0 +1,375 @@
+/**
+ * Every reliance of this library on Deno beyond its documented API, in one
+ * place: internal slots it reads, prototype members it routes, and release
+ * behaviour it works around. Each entry says what it is for, what degrades
+ * without it, and how the running Deno is checked for it. Nothing else in
+ * the library reads a Deno internal: it calls the functions here.
+ *
+ * Checked on the latest patch of every 2.x minor, 2.0.6 to 2.9.6, on Linux
+ * x86_64 (`tests/deno_test.ts` has one canary per entry; CI runs them on
+ * the oldest supported release and on the newest). The supported range,
+ * {@linkcode SUPPORTED}, is the part of that on which the whole suite
+ * passes.
+ *
+ * At the first `serve()` (or supervisor) of a process,
+ * {@linkcode checkRuntime} says in one line each what degrades on the
+ * running Deno: a release outside the range, an internal that is missing,
+ * or a launcher that would keep signals from reaching it.
+ *
+ * @module
+ */
+import type { Logger } from "./_log.ts";
+
+/** The releases the whole suite passes on, oldest and newest. */
+export const SUPPORTED = { oldest: "2.9.0", newest: "2.9.6" } as const;
+
+/** Compares two `major.minor.patch` versions: negative, 0 or positive. */
+export function compareVersions(a: string, b: string): number {
+  const x = a.split(/[.+-]/).map(Number);
+  const y = b.split(/[.+-]/).map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (x[i] || 0) - (y[i] || 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** The `major.minor` of a version, as a number pair. */
+function minorOf(version: string): [number, number] {
+  const [major, minor] = version.split(".").map(Number);
+  return [major, minor];
+}
+
+// --- Internal slots -------------------------------------------------------
+
+/** The symbol of an internal slot, found by its description (cached per name). */
+const keys = new Map<string, symbol | null>();
+function slot(object: object, description: string): symbol | null {
+  let key = keys.get(description);
+  if (key === undefined) {
+    key = Object.getOwnPropertySymbols(object).find((k) =>
+      k.description === description
+    ) ?? null;
+    keys.set(description, key);
+  }
+  return key;
+}
+
+let stateKey: symbol | null | undefined;
+/**
+ * A stream's state (`"readable"`, `"closed"`, `"errored"`) from Deno's
+ * `[[state]]` slot; `undefined` where there is none.
+ */
+export function streamState(stream: ReadableStream): string | undefined {
+  if (stateKey === undefined) stateKey = slot(stream, "[[state]]");
+  // deno-lint-ignore no-explicit-any
+  return stateKey === null ? undefined : (stream as any)[stateKey];
+}
+
+let backingKey: symbol | null | undefined;
+/**
+ * True when `stream` is backed by a Deno resource (a file's `readable`, a
+ * `fetch()` body), read from Deno's `[[resourceBacking]]` slot; false where
+ * there is none.
+ */
+export function isResourceBacked(stream: ReadableStream): boolean {
+  if (backingKey === undefined) {
+    backingKey = slot(stream, "[[resourceBacking]]");
+  }
+  // deno-lint-ignore no-explicit-any
+  return backingKey !== null && (stream as any)[backingKey] != null;
+}
+
+/** What Deno's internal response record says of a response's body. */
+export interface InnerBody {
+  /** The length Deno knows up front, or null. */
+  readonly length: number | null;
+  /** What Deno made the stream from (a string, bytes), if anything. */
+  readonly source: unknown;
+  /** The body as a stream. */
+  readonly stream: ReadableStream<Uint8Array>;
+}
+
+let responseKey: symbol | null | undefined;
+/**
+ * The body of `res` as Deno's internal `response` record holds it;
+ * `undefined` where there is no body or no such record (then no caller
+ * can tell a stream from a static body).
+ */
+export function innerBody(res: Response): InnerBody | undefined {
+  if (responseKey === undefined) responseKey = slot(res, "response");
+  if (responseKey === null) return undefined;
+  // deno-lint-ignore no-explicit-any
+  return (res as any)[responseKey]?.body ?? undefined;
+}
+
+// --- Request.prototype ----------------------------------------------------
+
+/** The body members of `Request.prototype` that the body guard routes. */
+export const BODY_METHODS = [
+  "arrayBuffer",
+  "blob",
+  "bytes",
+  "formData",
+  "json",
+  "text",
+] as const;
+
+/** Deno's own body members, taken before anything routes them. */
+export interface RequestMembers {
+  body: (this: Request) => ReadableStream<Uint8Array> | null;
+  bodyUsed: (this: Request) => boolean;
+  clone: (this: Request) => Request;
+  methods: Record<
+    typeof BODY_METHODS[number],
+    (this: Request) => Promise<unknown>
+  >;
+}
+
+/**
+ * Deno's own body members of `Request.prototype`, or why they cannot be
+ * routed (a getter missing, a member that cannot be redefined).
+ */
+export function requestMembers(
+  proto: object = Request.prototype,
+): RequestMembers | string {
+  const get = (name: string) => {
+    const d = Object.getOwnPropertyDescriptor(proto, name);
+    return d?.configurable && typeof d.get === "function" ? d.get : undefined;
+  };
+  const value = (name: string) => {
+    const d = Object.getOwnPropertyDescriptor(proto, name);
+    return d?.configurable && typeof d.value === "function"
+      ? d.value
+      : undefined;
+  };
+  const body = get("body");
+  const bodyUsed = get("bodyUsed");
+  const clone = value("clone");
+  if (!body) return "Request.prototype.body is not a configurable getter";
+  if (!bodyUsed) {
+    return "Request.prototype.bodyUsed is not a configurable getter";
+  }
+  if (!clone) return "Request.prototype.clone is not a configurable method";
+  const methods = {} as RequestMembers["methods"];
+  for (const name of BODY_METHODS) {
+    const fn = value(name);
+    if (!fn) return `Request.prototype.${name} is not a configurable method`;
+    methods[name] = fn;
+  }
+  return { body, bodyUsed, clone, methods };
+}
+
+// --- Release behaviour ----------------------------------------------------
+
+/**
+ * True on releases whose `server.shutdown()` makes the body of every
+ * request in flight unreadable (denoland/deno#36809): 2.9.x, and any later
+ * release until one is known to keep them (then give this its upper
+ * bound). 2.0.6 to 2.8.3 keep them (measured; `tests/deno_test.ts`).
+ *
+ * The body guard runs on every release all the same: one behaviour
+ * everywhere (the listener stays open while bodies arrive, a body cut at
+ * the deadline fails with `BodyCutError`), at the same small cost. This
+ * says where it is needed, so that a missing guard is said as a loss.
+ */
+export function shutdownLosesBodies(version = Deno.version.deno): boolean {
+  const [major, minor] = minorOf(version);
+  return major > 2 || (major === 2 && minor >= 9);
+}
+
+// --- What the running Deno has --------------------------------------------
+
+/** One reliance on Deno beyond its documented API. */
+export interface Reliance {
+  /** What is relied on. */
+  readonly name: string;
+  /** What the library uses it for. */
+  readonly usedFor: string;
+  /** What degrades where it is missing (the line said at start). */
+  readonly without: string;
+  /** Whether the running Deno has it. */
+  present(): boolean;
+}
+
+/** Every reliance on a Deno internal that can be looked for at start. */
+export const RELIANCES: readonly Reliance[] = [
+  {
+    name: "Request.prototype body members (configurable)",
+    usedFor:
+      "the body guard: reads started before the drain are waited for, unread bodies read ahead",
+    get without() {
+      return shutdownLosesBodies()
+        ? "request bodies unread when the drain starts are lost (BadResource in the handler)"
+        : "a body still arriving at the deadline is not failed with BodyCutError";
+    },
+    present: () => typeof requestMembers() !== "string",
+  },
+  {
+    name: "ReadableStream [[state]] slot",
+    usedFor: "knowing when a request body stream handed to the app is done",
+    without:
+      "a drain waits for the response of a request whose body stream the handler took, not for the stream's end",
+    present: () => streamState(new ReadableStream()) === "readable",
+  },
+  {
+    name: "Response internal record (body length, source, stream)",
+    usedFor: "telling a streaming body from a static one",
+    without:
+      "streams are cut by the exit at the deadline, not ended cleanly (endStreamsAtDeadline has no effect)",
+    present: () => {
+      const stream = innerBody(new Response(new ReadableStream()));
+      // (A string body with headers set: Deno 2.9 keeps a plain one
+      // outside the record.)
+      const fixed = innerBody(new Response("x", { headers: { "x-a": "1" } }));
+      return stream !== undefined && stream.length === null &&
+        stream.stream instanceof ReadableStream && fixed !== undefined &&
+        fixed.source != null;
+    },
+  },
+  {
+    name: "ReadableStream [[resourceBacking]] slot",
+    usedFor: "leaving file and fetch() bodies on Deno's native path",
+    without:
+      "with endStreamsAtDeadline: true, file and fetch() bodies are copied through JS (slower)",
+    present: () => slot(new ReadableStream(), "[[resourceBacking]]") !== null,
+  },
+];
+
+/** Lines that say what degrades on `version` with what is `missing`. */
+export function runtimeWarnings(
+  version: string,
+  missing: readonly Reliance[],
+): string[] {
+  const lines: string[] = [];
+  const range = `${SUPPORTED.oldest} to ${SUPPORTED.newest}`;
+  if (compareVersions(version, SUPPORTED.oldest) < 0) {
+    lines.push(
+      `Deno ${version} is older than the supported range (${range}): ${
+        olderThanSupported(version)
+      }; upgrade Deno`,
+    );
+  }
+  const [major, minor] = minorOf(version);
+  const [topMajor, topMinor] = minorOf(SUPPORTED.newest);
+  if (major > topMajor || (major === topMajor && minor > topMinor)) {
+    lines.push(
+      `Deno ${version} is newer than the supported range (${range}): untested; request bodies are still guarded as on ${topMajor}.${topMinor}, and the canaries (deno task test) tell what changed`,
+    );
+  }
+  for (const reliance of missing) {
+    lines.push(
+      `Deno ${version} lacks ${reliance.name}: ${reliance.without}`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * What the suite found wrong on releases older than the range, by minor
+ * (the latest patch of each; CHANGELOG.md has the runs). Everything else
+ * held there: in-flight requests finish, bodies arrive whole,
+ * `Connection: close`, the deadline, hooks, exit codes.
+ */
+const OLDER: readonly { from: number; to: number; problem: string }[] = [
+  {
+    from: 8,
+    to: 8,
+    problem:
+      "keep-alive POSTs answered during a restart's pre-drain are reset (about 440 per restart at 1000 POST/s)",
+  },
+  {
+    from: 1,
+    to: 7,
+    problem:
+      "1 request in about 3000 timed out in the nginx rolling-restart test",
+  },
+  {
+    from: 3,
+    to: 7,
+    problem:
+      "a supervised worker with shutdown: false stays until --stop-timeout after its drain (its stdin read cannot be cancelled)",
+  },
+  {
+    from: 0,
+    to: 3,
+    problem: "the auto preload needs deno run --preload, which came in 2.4",
+  },
+];
+
+/** What is known to go wrong on releases older than the range. */
+function olderThanSupported(version: string): string {
+  const [major, minor] = minorOf(version);
+  const known = major === 2
+    ? OLDER.filter((p) => minor >= p.from && minor <= p.to)
+    : [];
+  return known.length > 0
+    ? known.map((p) => p.problem).join("; ")
+    : "not tested";
+}
+
+/** The reliances the running Deno lacks. */
+export function missingReliances(): Reliance[] {
+  return RELIANCES.filter((reliance) => {
+    try {
+      return !reliance.present();
+    } catch {
+      return true;
+    }
+  });
+}
+
+let checked = false;
+
+/**
+ * Says once per process, one line each, what degrades on the running Deno
+ * (see the module doc). Returns the lines (empty where nothing does).
+ * It does not refuse to serve: what degrades is said, the rest works.
+ */
+export function checkRuntime(logger: Logger): string[] {
+  if (checked) return [];
+  checked = true;
+  const lines = runtimeWarnings(Deno.version.deno, missingReliances());
+  const wrapper = npmWrapper();
+  if (wrapper) lines.push(wrapper);
+  for (const line of lines) logger.warn(line);
+  return lines;
+}
+
+// --- How Deno was started -------------------------------------------------
+
+/** How many ancestors to look at (the task runner and a shell between). */
+const ANCESTORS = 4;
+
+/**
+ * A line if an ancestor of this process is npm's Node wrapper of Deno
+ * (`node …/deno/bin.cjs`: what `node_modules/.bin/deno` is in the `deno`
+ * npm package up to 2.6): a signal sent to the wrapper's pid (by `kill`,
+ * systemd, a container runtime) ends the wrapper and never reaches Deno.
+ * Looked for only where `/proc` may be read: Deno 2 asks `--allow-all`
+ * (`-A`) for it, whatever `--allow-read` says. Says nothing otherwise.
+ */
+export function npmWrapper(): string | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  let pid = Deno.ppid;
+  for (let i = 0; i < ANCESTORS && pid > 1; i++) {
+    const dir = `/proc/${pid}`;
+    try {
+      const allowed = Deno.permissions.querySync({ name: "read", path: dir });
+      if (allowed.state !== "granted") return undefined;
+      const argv = Deno.readTextFileSync(`${dir}/cmdline`).split("\0");
+      const script = argv.find((arg) => /deno[\\/]bin\.cjs$/.test(arg));
+      if (script) {
+        return `this Deno was started by npm's Node wrapper (pid ${pid}: node ${script}): a signal sent to that pid (kill, systemd, docker stop) ends the wrapper and never reaches this process; start the deno binary itself (${
+          script.replace(/bin\.cjs$/, "deno")
+        })`;
+      }
+      const stat = Deno.readTextFileSync(`${dir}/stat`);
+      // Field 4, after the command in parentheses (which may hold spaces).
+      pid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
