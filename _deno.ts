@@ -285,7 +285,7 @@ const OLDER: readonly { from: number; to: number; problem: string }[] = [
       "1 request in about 3000 timed out in the nginx rolling-restart test",
   },
   {
-    from: 3,
+    from: 1,
     to: 7,
     problem:
       "a supervised worker with shutdown: false stays until --stop-timeout after its drain (its stdin read cannot be cancelled)",
