@@ -6,10 +6,12 @@
  */
 import assert from "node:assert/strict";
 import {
+  closesKeepAliveAfterPost,
   compareVersions,
   innerBody,
   isResourceBacked,
   missingReliances,
+  rangeText,
   RELIANCES,
   requestMembers,
   runtimeWarnings,
@@ -33,7 +35,7 @@ Deno.test("canary: every reliance listed in _deno.ts is present on this Deno", (
   assert.deepEqual(
     runtimeWarnings(Deno.version.deno, []),
     [],
-    `Deno ${Deno.version.deno} is inside ${SUPPORTED.oldest}–${SUPPORTED.newest}`,
+    `Deno ${Deno.version.deno} is inside ${rangeText()}`,
   );
 });
 
@@ -127,6 +129,33 @@ Deno.test("canary: this Deno's own shutdown() takes unread bodies away exactly w
   assert.equal(lost, shutdownLosesBodies(), `Deno ${Deno.version.deno}`);
 });
 
+Deno.test("canary: this Deno closes a keep-alive POST whose body follows its head exactly where closesKeepAliveAfterPost() says", async () => {
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => new Response(String((await req.arrayBuffer()).byteLength)),
+  );
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const encoder = new TextEncoder();
+  let closed = false;
+  for (let i = 0; i < 3 && !closed; i++) {
+    await conn.write(
+      encoder.encode(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n",
+      ),
+    );
+    await conn.write(payload(5000));
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    assert.match(head, /^HTTP\/1\.1 200/);
+    closed = /\r\nconnection: close\r\n/i.test(head);
+  }
+  assert.equal(closed, closesKeepAliveAfterPost(), `Deno ${Deno.version.deno}`);
+});
+
 Deno.test({
   name:
     "canary: after shutdown(2) of a reusePort listener (the restart's detach), Deno's finished settles once shutdown() is called",
@@ -165,9 +194,15 @@ Deno.test("versions: outside the range one line names the version and what degra
   assert.match(
     older,
     new RegExp(
-      `^Deno 2\\.0\\.6 is older than the supported range \\(${SUPPORTED.oldest} to ${SUPPORTED.newest}\\): .+; upgrade Deno$`,
+      `^Deno 2\\.0\\.6 is older than the supported range \\(${rangeText()}\\): .+; upgrade Deno$`,
     ),
   );
+  const [patch] = runtimeWarnings("2.9.5", []);
+  assert.match(patch, /keep-alive POST clients lose a few requests/);
+  assert.doesNotMatch(patch, /stdin|preload/);
+  const [old] = runtimeWarnings("2.3.7", []);
+  assert.match(old, /stdin.*; .*nginx.*; .*--preload/);
+  assert.match(runtimeWarnings("1.46.3", [])[0], /: not tested; upgrade Deno$/);
   const [newer] = runtimeWarnings("3.0.0", []);
   assert.match(newer, /^Deno 3\.0\.0 is newer than the supported range/);
   assert.match(newer, /request bodies are still guarded/);
@@ -316,8 +351,11 @@ Deno.test("the supported range reads the same in _deno.ts, .ci/run and the READM
   const below = ci.match(/^BELOW_VERSION=(\S+)$/m)?.[1];
   assert.ok(below && compareVersions(below, SUPPORTED.oldest) < 0, below);
   const readme = await read("README.md");
-  assert.ok(
-    readme.includes(`Deno ${SUPPORTED.oldest} to ${SUPPORTED.newest}`),
+  assert.match(
+    readme,
+    new RegExp(
+      `Supported on\\s+\\*\\*Deno ${rangeText().replaceAll(".", "\\.")}\\*\\*`,
+    ),
     "the README states the range",
   );
 });

@@ -2,11 +2,11 @@
  * The demo on a Deno release below the supported range: one line at start
  * names the release and what the suite found wrong there, and the graceful
  * stop still works (never a silent non-engagement). Needs that release:
- * `GRACEFUL_TEST_BELOW_DENO` names its binary (`.ci/run` installs 2.8.3
+ * `GRACEFUL_TEST_BELOW_DENO` names its binary (`.ci/run` installs 2.9.5
  * from npm); without it the test is skipped and says so.
  */
 import assert from "node:assert/strict";
-import { SUPPORTED } from "../_deno.ts";
+import { rangeText } from "../_deno.ts";
 import { Conn, exited, Proc } from "./_helpers.ts";
 
 const below = Deno.env.get("GRACEFUL_TEST_BELOW_DENO");
@@ -45,7 +45,7 @@ Deno.test({
       new RegExp(
         `^\\[graceful\\] Deno ${
           version.replaceAll(".", "\\.")
-        } is older than the supported range \\(${SUPPORTED.oldest} to ${SUPPORTED.newest}\\): .+; upgrade Deno$`,
+        } is older than the supported range \\(${rangeText()}\\): .+; upgrade Deno$`,
       ),
     );
     assert.doesNotMatch(lines[0], /not tested/);

@@ -1,0 +1,98 @@
+/**
+ * The documentation's relative links: every one names a file of this
+ * checkout, and every `#anchor` a heading of the page it points to (as
+ * GitHub and JSR make anchors from headings).
+ */
+import assert from "node:assert/strict";
+
+const root = new URL("../", import.meta.url);
+
+/** The Markdown pages checked: the README, the top-level pages, docs/, bench/. */
+async function pages(): Promise<string[]> {
+  const found = ["README.md", "ARCHITECTURE.md", "CHANGELOG.md"];
+  for (const dir of ["docs", "bench"]) {
+    for await (const entry of Deno.readDir(new URL(`${dir}/`, root))) {
+      if (entry.isFile && entry.name.endsWith(".md")) {
+        found.push(`${dir}/${entry.name}`);
+      }
+    }
+  }
+  return found;
+}
+
+/** GitHub's anchor for a heading. */
+function slug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[`*_]/g, "")
+    .replace(/[^\p{L}\p{N}\s-]/gu, "").replace(/\s/g, "-");
+}
+
+function anchors(markdown: string): Set<string> {
+  const out = new Set<string>();
+  // Headings outside code blocks.
+  const text = markdown.replace(/```[\s\S]*?```/g, "");
+  for (const m of text.matchAll(/^#{1,6} (.+)$/gm)) out.add(slug(m[1]));
+  return out;
+}
+
+/** The relative links of a page (outside code blocks), as written. */
+function links(markdown: string): string[] {
+  const text = markdown.replace(/```[\s\S]*?```/g, "").replace(
+    /`[^`\n]*`/g,
+    "",
+  );
+  return [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1])
+    .filter((target) => !/^[a-z]+:/i.test(target));
+}
+
+Deno.test("docs: every relative link names a file of this checkout, every anchor a heading", async () => {
+  const dead: string[] = [];
+  let checked = 0;
+  for (const page of await pages()) {
+    const url = new URL(page, root);
+    const markdown = await Deno.readTextFile(url);
+    for (const target of links(markdown)) {
+      checked++;
+      const [path, anchor] = target.split("#");
+      const file = path === "" ? url : new URL(path, url);
+      let stat: Deno.FileInfo;
+      try {
+        stat = await Deno.stat(file);
+      } catch {
+        dead.push(`${page}: ${target} (no such file)`);
+        continue;
+      }
+      if (anchor === undefined) continue;
+      if (!stat.isFile || !file.pathname.endsWith(".md")) {
+        dead.push(`${page}: ${target} (an anchor into a non-Markdown file)`);
+        continue;
+      }
+      const headings = anchors(await Deno.readTextFile(file));
+      if (!headings.has(anchor)) {
+        dead.push(`${page}: ${target} (no heading for #${anchor})`);
+      }
+    }
+  }
+  assert.ok(checked > 20, `only ${checked} links found: is the pattern right?`);
+  assert.deepEqual(dead, []);
+});
+
+Deno.test("docs: the README stays a guide (at most 280 lines) and keeps its sections", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  const lines = readme.split("\n").length;
+  assert.ok(lines <= 280, `README.md has ${lines} lines`);
+  for (
+    const section of [
+      "The problem",
+      "Quick start",
+      "Use it",
+      "Use it without changing your code",
+      "Zero-downtime restarts",
+      "Behind a load balancer",
+      "Deno versions",
+      "Benchmarks",
+      "Limits",
+    ]
+  ) {
+    assert.match(readme, new RegExp(`^## ${section}$`, "m"), section);
+  }
+});
