@@ -23,8 +23,8 @@
  *
  * @module
  */
-import { optionsFromEnv } from "./_env.ts";
-import { stderrLogger } from "./_log.ts";
+import { optionsFromEnv } from "./server/_env.ts";
+import { stderrLogger } from "./lifecycle/_log.ts";
 import { serve, type ServeOptions } from "./server.ts";
 import { Shutdown } from "./shutdown.ts";
 

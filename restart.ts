@@ -25,15 +25,23 @@
  *
  * @module
  */
-import { type Logger, resolveLogger, stderrLoggerWith } from "./_log.ts";
+import {
+  type Logger,
+  resolveLogger,
+  stderrLoggerWith,
+} from "./lifecycle/_log.ts";
 import {
   MAX_WORKERS,
   NotReadyError,
   Supervisor,
   type SupervisorOptions,
-} from "./_supervisor.ts";
-import { SAME_SIGNAL_MS, signalExitCode, signalKind } from "./_signals.ts";
-import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./_cli.ts";
+} from "./supervisor/_supervisor.ts";
+import {
+  SAME_SIGNAL_MS,
+  signalExitCode,
+  signalKind,
+} from "./lifecycle/_signals.ts";
+import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./lifecycle/_cli.ts";
 
 export { NotReadyError, Supervisor };
 export type { Logger, SupervisorOptions };

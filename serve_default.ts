@@ -20,8 +20,8 @@
  *
  * @module
  */
-import { type Parsed, parseFlags, wholeNumber } from "./_cli.ts";
-import { optionsFromEnv } from "./_env.ts";
+import { type Parsed, parseFlags, wholeNumber } from "./lifecycle/_cli.ts";
+import { optionsFromEnv } from "./server/_env.ts";
 import { type GracefulServer, serve } from "./server.ts";
 
 /** What `deno serve` expects a module to export by default. */

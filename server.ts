@@ -21,9 +21,9 @@
  *
  * @module
  */
-export * from "./_server.ts";
+export * from "./server/_server.ts";
 
 if (import.meta.main) {
-  const { main } = await import("./_demo.ts");
+  const { main } = await import("./server/_demo.ts");
   main(Deno.args);
 }

@@ -19,18 +19,23 @@
  *
  * @module
  */
-import { describe, type Logger, resolveLogger, since } from "./_log.ts";
-import { duration } from "./_options.ts";
-import { timer } from "./_timer.ts";
+import {
+  describe,
+  type Logger,
+  resolveLogger,
+  since,
+} from "./lifecycle/_log.ts";
+import { duration } from "./server/_options.ts";
+import { timer } from "./lifecycle/_timer.ts";
 import {
   defaultSignals,
   SAME_SIGNAL_MS,
   signalExitCode,
   signalKind,
   signalList,
-} from "./_signals.ts";
+} from "./lifecycle/_signals.ts";
 
-export type { Logger } from "./_log.ts";
+export type { Logger } from "./lifecycle/_log.ts";
 export { defaultSignals };
 
 /**

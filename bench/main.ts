@@ -17,7 +17,7 @@ import { overhead } from "./_overhead.ts";
 import { type Results, writeReports } from "./_report.ts";
 import { type Method, restartRun } from "./_restarts.ts";
 import { canPin, ensureWrk, netns, sh } from "./_run.ts";
-import { type Parsed, parseFlags } from "../_cli.ts";
+import { type Parsed, parseFlags } from "../lifecycle/_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";

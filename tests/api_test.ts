@@ -1,8 +1,8 @@
 /** In-process API tests: validation, idempotence, the graceful `signal`. */
 import assert from "node:assert/strict";
 import { serve, Shutdown } from "../mod.ts";
-import { silentLogger } from "../_log.ts";
-import { Traffic } from "../_traffic.ts";
+import { silentLogger } from "../lifecycle/_log.ts";
+import { Traffic } from "../server/_traffic.ts";
 import { assertCloses, exited, joined, Proc } from "./_helpers.ts";
 
 const ok = () => new Response("ok");
@@ -301,7 +301,7 @@ Deno.test("a host that does not resolve: the error names the address", () => {
 });
 
 Deno.test("stream detection: resource-backed bodies (a file) keep Deno's native path; JS streams are made endable", async () => {
-  const { hasOpenEndedBody } = await import("../_body.ts");
+  const { hasOpenEndedBody } = await import("../server/_response_body.ts");
   const path = await Deno.makeTempFile();
   await Deno.writeTextFile(path, "x".repeat(1000));
   const file = await Deno.open(path);
@@ -317,7 +317,7 @@ Deno.test("stream detection: resource-backed bodies (a file) keep Deno's native 
 });
 
 Deno.test("endable: small chunks already queued are gathered, large ones pass as they are; every byte arrives in order; end() closes cleanly", async () => {
-  const { endable } = await import("../_body.ts");
+  const { endable } = await import("../server/_response_body.ts");
   const chunks: Uint8Array[] = [];
   for (let i = 0; i < 300; i++) {
     // Mostly 12-byte events, with a 20 KiB chunk now and then.
@@ -366,7 +366,7 @@ Deno.test("endable: small chunks already queued are gathered, large ones pass as
 });
 
 Deno.test("endable: a source that fails while small chunks are gathered passes on what came before, then its error", async () => {
-  const { endable } = await import("../_body.ts");
+  const { endable } = await import("../server/_response_body.ts");
   let pulls = 0;
   const source = new ReadableStream<Uint8Array>({
     pull(c) {

@@ -14,7 +14,7 @@ import {
   type Proc,
   start,
 } from "./_helpers.ts";
-import { closesKeepAliveAfterPost } from "../_deno.ts";
+import { closesKeepAliveAfterPost } from "../lifecycle/_deno.ts";
 
 const encoder = new TextEncoder();
 const ascii = (n: number) =>

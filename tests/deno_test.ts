@@ -1,6 +1,6 @@
 /**
  * Canaries: one per reliance on Deno beyond its documented API (listed in
- * `_deno.ts`). Each fails when the running Deno no longer behaves as the
+ * `lifecycle/_deno.ts`). Each fails when the running Deno no longer behaves as the
  * library assumes, so an upgrade that breaks one is seen in CI, not in
  * production. Then the start-up lines that say what degrades, end to end.
  */
@@ -18,7 +18,7 @@ import {
   shutdownLosesBodies,
   streamState,
   SUPPORTED,
-} from "../_deno.ts";
+} from "../lifecycle/_deno.ts";
 import {
   exited,
   freePort,
@@ -30,7 +30,7 @@ import {
 
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 
-Deno.test("canary: every reliance listed in _deno.ts is present on this Deno", () => {
+Deno.test("canary: every reliance listed in lifecycle/_deno.ts is present on this Deno", () => {
   assert.deepEqual(missingReliances().map((r) => r.name), []);
   assert.deepEqual(
     runtimeWarnings(Deno.version.deno, []),
@@ -342,7 +342,7 @@ Deno.test({
   },
 });
 
-Deno.test("the supported range reads the same in _deno.ts, .ci/run and the README", async () => {
+Deno.test("the supported range reads the same in lifecycle/_deno.ts, .ci/run and the README", async () => {
   const read = (path: string) =>
     Deno.readTextFile(new URL(`../${path}`, import.meta.url));
   const ci = await read(".ci/run");

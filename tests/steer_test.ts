@@ -4,8 +4,8 @@
  * tested in restart_test.ts.
  */
 import assert from "node:assert/strict";
-import { commandLine, parseCommand } from "../_protocol.ts";
-import { steerProgram } from "../_steer.ts";
+import { commandLine, parseCommand } from "../supervisor/_protocol.ts";
+import { steerProgram } from "../supervisor/_steer.ts";
 import { exited, freePort, Proc } from "./_helpers.ts";
 
 const PROBE = new URL("./fixtures/steer_probe.ts", import.meta.url).pathname;

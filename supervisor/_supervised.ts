@@ -5,7 +5,7 @@
  * `_protocol.ts`). If stdin ends (the supervisor died, even by SIGKILL), the
  * worker drains and exits: no orphan keeps the port.
  */
-import type { Logger } from "./_log.ts";
+import type { Logger } from "../lifecycle/_log.ts";
 import {
   type Command,
   MAX_LINE,
@@ -14,7 +14,7 @@ import {
   readyLine,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
-import type { DrainContext } from "./shutdown.ts";
+import type { DrainContext } from "../shutdown.ts";
 
 /** Exit status when a supervised worker cannot use `reusePort`. */
 const EXIT_NO_REUSEPORT = 78;

@@ -2,7 +2,7 @@
  * The seed demo behind `deno run --allow-net server.ts`: `GET /` waits 3 s
  * and answers `hello world`; Ctrl+C lets it finish before the process exits.
  */
-import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./_cli.ts";
+import { MAX_TIMER_MS, parseFlags, wholeNumber } from "../lifecycle/_cli.ts";
 import { serve } from "./_server.ts";
 
 const USAGE =

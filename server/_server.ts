@@ -2,16 +2,21 @@
  * The implementation of `serve()` (see `server.ts`, which exports it): one
  * graceful server, from `Deno.serve` to the end of its drain.
  */
-import { describe, type Logger, resolveLogger, since } from "./_log.ts";
+import {
+  describe,
+  type Logger,
+  resolveLogger,
+  since,
+} from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
-import { checkRuntime } from "./_deno.ts";
+import { checkRuntime } from "../lifecycle/_deno.ts";
 import { bodiesGuardable } from "./_request_body.ts";
-import { detachListeners } from "./_detach.ts";
+import { detachListeners } from "../supervisor/_detach.ts";
 import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
-import { steerAway, unsteer } from "./_steer.ts";
-import { supervisor } from "./_supervised.ts";
-import { timer } from "./_timer.ts";
+import { steerAway, unsteer } from "../supervisor/_steer.ts";
+import { supervisor } from "../supervisor/_supervised.ts";
+import { timer } from "../lifecycle/_timer.ts";
 import {
   type GracefulHandler,
   type GracefulHandlerInfo,
@@ -23,7 +28,7 @@ import {
   type HookOptions,
   Shutdown,
   type ShutdownOptions,
-} from "./shutdown.ts";
+} from "../shutdown.ts";
 
 export type { GracefulHandler, GracefulHandlerInfo, Logger };
 

@@ -1,5 +1,5 @@
 import { QUIET_MS, type SelfEndingDelay } from "./_drain_delay.ts";
-import { describe } from "./_log.ts";
+import { describe } from "../lifecycle/_log.ts";
 
 /** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

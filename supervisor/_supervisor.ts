@@ -3,9 +3,14 @@
  * workers serve now, which are retiring. Every change to that list runs
  * through one queue, so two generations never start at once.
  */
-import { describe, type Logger, resolveLogger, since } from "./_log.ts";
-import { duration } from "./_options.ts";
-import { timer } from "./_timer.ts";
+import {
+  describe,
+  type Logger,
+  resolveLogger,
+  since,
+} from "../lifecycle/_log.ts";
+import { duration } from "../server/_options.ts";
+import { timer } from "../lifecycle/_timer.ts";
 import { Worker } from "./_worker.ts";
 
 /** Options for {@linkcode Supervisor}. */

@@ -38,7 +38,7 @@ import {
   type RequestMembers,
   requestMembers,
   streamState,
-} from "./_deno.ts";
+} from "../lifecycle/_deno.ts";
 
 /**
  * True when the request may have a body: anything but GET and HEAD (Deno

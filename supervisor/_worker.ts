@@ -13,7 +13,7 @@ import {
   PROTOCOL,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
-import { timer } from "./_timer.ts";
+import { timer } from "../lifecycle/_timer.ts";
 
 /** How many stderr lines a worker keeps for a rollback report. */
 const KEEP_LINES = 10;

@@ -9,10 +9,10 @@ import {
   type EndableBody,
   hasOpenEndedBody,
   isEventStream,
-} from "./_body.ts";
+} from "./_response_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
 import { InFlight, type Linked } from "./_in_flight.ts";
-import { type Logger, since } from "./_log.ts";
+import { type Logger, since } from "../lifecycle/_log.ts";
 import {
   type BodyGuard,
   type BodySlot,

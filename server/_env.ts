@@ -3,10 +3,10 @@
  * `auto` preload, the `serve_default` runner). Each variable is validated;
  * a variable that cannot be read (no `--allow-env`) counts as unset.
  */
-import { MAX_TIMER_MS, wholeNumber } from "./_cli.ts";
+import { MAX_TIMER_MS, wholeNumber } from "../lifecycle/_cli.ts";
 import { MAX_RETRY_AFTER, path } from "./_options.ts";
-import { signalList } from "./_signals.ts";
-import type { ServeOptions } from "./server.ts";
+import { signalList } from "../lifecycle/_signals.ts";
+import type { ServeOptions } from "../server.ts";
 
 /** The variables read, with what each sets. */
 export const ENV_VARS: Record<string, string> = {

@@ -8,7 +8,7 @@
  * API for it; see `_deno.ts`); where that record is not found, nothing is
  * wrapped and the deadline falls back to exiting the process.
  */
-import { innerBody, isResourceBacked } from "./_deno.ts";
+import { innerBody, isResourceBacked } from "../lifecycle/_deno.ts";
 
 /**
  * True when `res` has a body whose length Deno does not know up front and

@@ -4,8 +4,8 @@
  * sending before the listener closes. Fixed, or ending by itself once the
  * balancer has visibly stopped.
  */
-import { since } from "./_log.ts";
-import { timer } from "./_timer.ts";
+import { since } from "../lifecycle/_log.ts";
+import { timer } from "../lifecycle/_timer.ts";
 
 /**
  * A drain delay that ends itself: at most `max` ms, and over as soon as
