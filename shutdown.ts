@@ -25,8 +25,8 @@ import {
   resolveLogger,
   since,
 } from "./lifecycle/_log.ts";
-import { duration } from "./server/_options.ts";
-import { timer } from "./lifecycle/_timer.ts";
+import { duration } from "./lifecycle/_timer.ts";
+import { type Hook, type HookEntry, runHooks } from "./lifecycle/_hooks.ts";
 import {
   defaultSignals,
   SAME_SIGNAL_MS,
@@ -88,11 +88,7 @@ export interface HookOptions {
   name?: string;
 }
 
-/**
- * A cleanup hook. It receives a signal that aborts when its time is up, so
- * it can give up cleanly.
- */
-export type Hook = (signal: AbortSignal) => unknown;
+export type { Hook } from "./lifecycle/_hooks.ts";
 
 /** What a drain participant is told when the shutdown starts. */
 export interface DrainContext {
@@ -131,12 +127,6 @@ export interface ShutdownResult {
   forced: boolean;
   /** Names of the hooks that threw, rejected or timed out. */
   failedHooks: string[];
-}
-
-interface HookEntry {
-  fn: Hook;
-  name: string;
-  timeout: number | undefined;
 }
 
 /**
@@ -322,7 +312,11 @@ export class Shutdown implements Disposable {
         forced = true;
       }
     }
-    const failedHooks = await this.#runHooks();
+    const failedHooks = await runHooks(
+      [...this.#hooks].reverse(),
+      this.#hooksTimeout,
+      this.#logger,
+    );
     const exitCode = forced
       ? ExitCode.DeadlineExceeded
       : failedHooks.length > 0
@@ -335,62 +329,5 @@ export class Shutdown implements Disposable {
     this[Symbol.dispose]();
     if (this.#exit) Deno.exit(exitCode);
     return { reason, exitCode, durationMs, forced, failedHooks };
-  }
-
-  async #runHooks(): Promise<string[]> {
-    const failed: string[] = [];
-    const budgetEnd = performance.now() + this.#hooksTimeout;
-    let budgetUsed = false;
-    for (const hook of [...this.#hooks].reverse()) {
-      const left = Math.max(0, budgetEnd - performance.now());
-      if (budgetUsed || left <= 0) {
-        this.#logger.error(`hook "${hook.name}" skipped: hooksTimeout used up`);
-        failed.push(hook.name);
-        continue;
-      }
-      const own = hook.timeout ?? Infinity;
-      const problem = await runHook(hook, Math.min(own, left));
-      if (problem) {
-        this.#logger.error(`hook "${hook.name}" ${problem.message}`);
-        failed.push(hook.name);
-        // Timed out on what was left of the budget, not on its own timeout:
-        // the budget is gone (timers may fire a hair before the clock agrees).
-        if (problem.timedOut && own > left) budgetUsed = true;
-      }
-    }
-    return failed;
-  }
-}
-
-/** Runs one hook within `limit` ms; returns what went wrong, if anything. */
-async function runHook(
-  hook: HookEntry,
-  limit: number,
-): Promise<{ message: string; timedOut: boolean } | undefined> {
-  const controller = new AbortController();
-  const limitTimer = timer(limit, {
-    message: `timed out after ${Math.round(limit)} ms`,
-    timedOut: true,
-  });
-  limitTimer.promise.then(() =>
-    controller.abort(new DOMException("hook timed out", "TimeoutError"))
-  );
-  try {
-    return await Promise.race([
-      (async () => {
-        await hook.fn(controller.signal);
-        return undefined;
-      })(),
-      limitTimer.promise,
-    ]);
-  } catch (error) {
-    return {
-      message: `failed: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-      timedOut: false,
-    };
-  } finally {
-    limitTimer.clear();
   }
 }

@@ -5,7 +5,7 @@
  * flag, numbers as plain decimals within what the platform holds.
  */
 import { parseArgs } from "node:util";
-export { MAX_TIMER_MS } from "../server/_options.ts";
+export { MAX_TIMER_MS } from "./_timer.ts";
 
 /** What a flag takes: a value, or nothing (a switch). */
 export type FlagSpec = Record<string, { type: "string" | "boolean" }>;

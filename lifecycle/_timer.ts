@@ -1,3 +1,5 @@
+import { describe } from "./_log.ts";
+
 /** A timer as a promise that can be cancelled. */
 export interface Timer<T> {
   /** Resolves with the timer's value once the time is up. */
@@ -13,4 +15,30 @@ export function timer<T>(ms: number, value: T): Timer<T> {
     id = setTimeout(() => resolve(value), ms);
   });
   return { promise, clear: () => clearTimeout(id) };
+}
+
+/** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Validates a duration option in milliseconds: a number from 0 to
+ * {@linkcode MAX_TIMER_MS} (a longer timer would fire at once). Returns
+ * `fallback` when the value is `undefined`.
+ */
+export function duration(
+  name: string,
+  value: unknown,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (
+    typeof value !== "number" || !(value >= 0 && value <= MAX_TIMER_MS)
+  ) {
+    throw new TypeError(
+      `${name}: expected a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${
+        describe(value)
+      }`,
+    );
+  }
+  return value;
 }

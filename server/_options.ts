@@ -1,31 +1,7 @@
 import { QUIET_MS, type SelfEndingDelay } from "./_drain_delay.ts";
 import { describe } from "../lifecycle/_log.ts";
-
-/** The longest delay a timer can hold: 2³¹ − 1 ms (about 24.8 days). */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * Validates a duration option in milliseconds: a number from 0 to
- * {@linkcode MAX_TIMER_MS} (a longer timer would fire at once). Returns
- * `fallback` when the value is `undefined`.
- */
-export function duration(
-  name: string,
-  value: unknown,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== "number" || !(value >= 0 && value <= MAX_TIMER_MS)
-  ) {
-    throw new TypeError(
-      `${name}: expected a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${
-        describe(value)
-      }`,
-    );
-  }
-  return value;
-}
+import { duration, MAX_TIMER_MS } from "../lifecycle/_timer.ts";
+export { duration, MAX_TIMER_MS };
 
 /**
  * Validates a byte count: a whole number from 0 to `Number.MAX_SAFE_INTEGER`.

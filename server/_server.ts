@@ -9,8 +9,8 @@ import {
   since,
 } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
-import { checkRuntime } from "../lifecycle/_deno.ts";
-import { bodiesGuardable } from "./_request_body.ts";
+import { checkRuntime } from "../lifecycle/_deno_check.ts";
+import { bodiesGuardable } from "./_body_guard.ts";
 import { detachListeners } from "../supervisor/_detach.ts";
 import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";

@@ -16,14 +16,16 @@ import { type Logger, since } from "../lifecycle/_log.ts";
 import {
   type BodyGuard,
   type BodySlot,
-  Budget,
-  enterSlot,
   type GuardOwner,
   guardSlot,
+  streamOpen,
+} from "./_body_guard.ts";
+import { Budget } from "./_read_ahead.ts";
+import {
+  enterSlot,
   leaveSlot,
   mayHaveBody,
   register,
-  streamOpen,
   unregister,
 } from "./_request_body.ts";
 

@@ -9,7 +9,7 @@ import {
   resolveLogger,
   since,
 } from "../lifecycle/_log.ts";
-import { duration } from "../server/_options.ts";
+import { duration } from "../lifecycle/_timer.ts";
 import { timer } from "../lifecycle/_timer.ts";
 import { Worker } from "./_worker.ts";
 

@@ -11,14 +11,16 @@ import {
   innerBody,
   isResourceBacked,
   missingReliances,
-  rangeText,
   RELIANCES,
   requestMembers,
-  runtimeWarnings,
   shutdownLosesBodies,
   streamState,
-  SUPPORTED,
 } from "../lifecycle/_deno.ts";
+import {
+  rangeText,
+  runtimeWarnings,
+  SUPPORTED,
+} from "../lifecycle/_deno_check.ts";
 import {
   exited,
   freePort,

@@ -6,7 +6,7 @@
  * from npm); without it the test is skipped and says so.
  */
 import assert from "node:assert/strict";
-import { rangeText } from "../lifecycle/_deno.ts";
+import { rangeText } from "../lifecycle/_deno_check.ts";
 import { Conn, exited, Proc } from "./_helpers.ts";
 
 const below = Deno.env.get("GRACEFUL_TEST_BELOW_DENO");

@@ -1,0 +1,157 @@
+/**
+ * Reading a request body ahead into memory, for the drain: a queue filled
+ * from Deno's reader within a byte budget shared by all requests of a
+ * server, and the stream handed to the handler, which takes from the queue
+ * first. One {@linkcode Route} per guarded body that goes through JS; the
+ * guard (`_body_guard.ts`) owns it.
+ */
+
+/** Bytes that read-ahead may hold across all requests of one server. */
+export class Budget {
+  /** Bytes held now. */
+  used = 0;
+  /** Set once a body did not fit: the caller logs it once. */
+  exceeded = false;
+  constructor(readonly limit: number) {}
+}
+
+/**
+ * The JS route of one body: Deno's reader, a queue of what was read ahead,
+ * and the stream handed to the handler, which takes from the queue first.
+ */
+export class Route {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #budget: Budget;
+  readonly #ended: () => void;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #pump: Promise<void> | undefined;
+  #end = false;
+  #wake: (() => void) | undefined;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** Set when the body failed (kept for the handler's next read). */
+  error: unknown;
+  /** True once the handler pulled from the stream. */
+  used = false;
+  stream: ReadableStream<Uint8Array>;
+
+  constructor(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    budget: Budget,
+    ended: () => void,
+  ) {
+    this.#reader = reader;
+    this.#budget = budget;
+    this.#ended = ended;
+    reader.closed.catch(() => {});
+    this.stream = new ReadableStream<Uint8Array>({
+      start: (controller) => void (this.#controller = controller),
+      pull: async (controller) => {
+        this.used = true;
+        const chunk = await this.#next();
+        if (chunk === undefined) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel: (reason) => {
+        this.used = true;
+        this.drop(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Splits the handed-out stream: this route keeps one half. */
+  tee(): ReadableStream<Uint8Array> {
+    const [mine, theirs] = this.stream.tee();
+    this.stream = mine;
+    return theirs;
+  }
+
+  /** Starts reading ahead into the queue (the drain). */
+  pumpAhead(): void {
+    this.#pump ??= this.#pumpAhead();
+  }
+
+  /** Gives up on the body: frees the queue, cancels Deno's reader. */
+  drop(reason: unknown): void {
+    this.#release();
+    if (reason instanceof Error) this.#fail(reason);
+    this.#end = true;
+    this.#reader.cancel(reason).catch(() => {});
+    this.#ended();
+  }
+
+  #release() {
+    this.#budget.used -= this.#queued;
+    this.#queue = [];
+    this.#queued = 0;
+  }
+
+  /** The next chunk for the handler: from the read-ahead, else from Deno. */
+  async #next(): Promise<Uint8Array | undefined> {
+    while (true) {
+      const chunk = this.#queue.shift();
+      if (chunk) {
+        this.#queued -= chunk.length;
+        this.#budget.used -= chunk.length;
+        return chunk;
+      }
+      if (this.error !== undefined) throw this.error;
+      if (this.#end) return undefined;
+      if (!this.#pump) return await this.#read();
+      // The pump is reading: wait for what it brings, in order.
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  /** One read from Deno's reader; notes the end. */
+  async #read(): Promise<Uint8Array | undefined> {
+    try {
+      const { done, value } = await this.#reader.read();
+      if (done) {
+        this.#end = true;
+        this.#ended();
+        return undefined;
+      }
+      return value;
+    } catch (error) {
+      this.#fail(error);
+      this.#ended();
+      throw error;
+    }
+  }
+
+  /** Reads ahead into the queue while the budget allows. */
+  async #pumpAhead() {
+    try {
+      while (!this.#end && this.error === undefined) {
+        if (this.#budget.used >= this.#budget.limit) {
+          this.#budget.exceeded = true;
+          break; // the handler's own reads take it from here
+        }
+        const chunk = await this.#read();
+        if (chunk === undefined) break;
+        this.#queue.push(chunk);
+        this.#queued += chunk.length;
+        this.#budget.used += chunk.length;
+        this.#wake?.();
+      }
+    } catch {
+      // kept in `error` for the handler's next read
+    } finally {
+      this.#pump = undefined;
+      this.#wake?.();
+    }
+  }
+
+  #fail(error: unknown) {
+    if (this.error !== undefined) return;
+    this.error = error;
+    this.#release();
+    try {
+      this.#controller?.error(error);
+    } catch {
+      // closed already
+    }
+    this.#wake?.();
+  }
+}
