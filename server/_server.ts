@@ -569,6 +569,11 @@ class Server implements GracefulServer {
     // Then no body may still be arriving: this resumes in the microtask
     // where the last one came in, and shutdown() follows in the same one.
     await this.#bodiesIn(where, deadline.promise);
+    // The deadline came first: cut what has not arrived before shutdown()
+    // takes it away, so the handler's read names the deadline.
+    if (this.#traffic.bodiesPending > 0) {
+      this.#traffic.cutBodies(this.#drainTimeout);
+    }
     this.#traffic.listenerClosed = true;
     this.#http.shutdown().then(this.#closed.resolve, this.#closed.reject);
     if (delay.max > 0) {

@@ -470,12 +470,22 @@ export class Traffic implements GuardOwner, Arrivals {
   }
 
   /**
+   * Fails the reads of request bodies that have not arrived (the deadline
+   * expired while waiting for them) with `BodyCutError`. Called before the
+   * listener closes: Deno's `shutdown()` would otherwise fail them first,
+   * with its own `BadResource`. Idempotent.
+   */
+  cutBodies(drainTimeout: number): void {
+    for (const guard of this.#bodies) guard.cut(drainTimeout);
+  }
+
+  /**
    * At the deadline: answers 503 to every handler still running, ends every
    * open stream and fails the reads of bodies that have not arrived (naming
    * the deadline). Returns one description per cut request.
    */
   cut(drainTimeout: number): string[] {
-    for (const guard of this.#bodies) guard.cut(drainTimeout);
+    this.cutBodies(drainTimeout);
     const cut: string[] = [];
     const report = (work: Work | OpenStream, what: string) =>
       cut.push(
