@@ -2,21 +2,25 @@
  * The implementation of `serve()` (see `server.ts`, which exports it): one
  * graceful server, from `Deno.serve` to the end of its drain.
  */
-import {
-  describe,
-  type Logger,
-  resolveLogger,
-  since,
-} from "../lifecycle/_log.ts";
+import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
 import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { bodiesGuardable } from "./_body_guard.ts";
+import { type DrainHost, runDrain } from "./_drain.ts";
+import type {
+  DrainResult,
+  GracefulServer,
+  ServeOptions,
+} from "./_server_types.ts";
 import { detachListeners } from "../supervisor/_detach.ts";
-import { type SelfEndingDelay, waitForQuiet } from "./_drain_delay.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
+export type {
+  DrainResult,
+  GracefulServer,
+  ServeOptions,
+} from "./_server_types.ts";
 import { steerAway, unsteer } from "../supervisor/_steer.ts";
 import { supervisor } from "../supervisor/_supervised.ts";
-import { timer } from "../lifecycle/_timer.ts";
 import {
   type GracefulHandler,
   type GracefulHandlerInfo,
@@ -27,160 +31,20 @@ import {
   type Hook,
   type HookOptions,
   Shutdown,
-  type ShutdownOptions,
 } from "../shutdown.ts";
 
 export type { GracefulHandler, GracefulHandlerInfo, Logger };
-
-/**
- * Options for {@linkcode serve}: every `Deno.serve` TCP option, plus the
- * drain settings. `signal` is a *graceful* trigger here: aborting it drains
- * the server (Deno's own `signal` option would cut in-flight requests).
- */
-export interface ServeOptions
-  extends Omit<Deno.ServeTcpOptions, "signal" | "handler">, ShutdownOptions {
-  /** Aborting it starts a graceful drain of this server (no hooks, no exit). */
-  signal?: AbortSignal;
-  /**
-   * Deadline for the drain, in ms, counted from the end of `drainDelay`
-   * (from the signal when there is none). Default 10 000; at most
-   * 2 147 483 647 (what a timer holds). When it expires, handlers still
-   * running are answered 503 with `Connection: close`, open streaming
-   * bodies are ended, request bodies still arriving are cut, and the process
-   * exits with {@linkcode ExitCode.DeadlineExceeded}.
-   */
-  drainTimeout?: number;
-  /**
-   * Keep accepting for this long (ms) after the drain starts, with the
-   * health path at 503 and `Connection: close` on every response, before
-   * closing the listener, so load balancers stop sending first. Default 0.
-   * `drainTimeout` starts after it.
-   *
-   * `{ max, quiet }` ends the delay by itself once the balancer has
-   * visibly stopped: the health path has answered 503 at least once (when
-   * there is one) and no other request arrived for `quiet` ms (default
-   * 200), or at `max`. It suits balancers that probe the health path
-   * (HAProxy, Envoy); it does not know about balancers that stop sending
-   * without asking the server (a Kubernetes endpoint removal): use a fixed
-   * delay there, since a quiet moment under light traffic would end it too
-   * early.
-   */
-  drainDelay?: number | SelfEndingDelay;
-  /**
-   * `Retry-After` (whole seconds, 0 to 86 400) on the 503s this server
-   * writes while draining: the health path, requests cut at the deadline,
-   * late requests whose body was gone. Default 1; `false` for none.
-   */
-  retryAfter?: number | false;
-  /**
-   * The time (ms) the platform gives the process between its stop signal
-   * and SIGKILL (Kubernetes' `terminationGracePeriodSeconds`, systemd's
-   * `TimeoutStopSec`). If given, one line warns at start when `drainDelay`
-   * (its `max`) + `drainTimeout` + `hooksTimeout` exceeds it. Nothing is
-   * shortened to fit.
-   */
-  gracePeriod?: number;
-  /**
-   * Bytes of request bodies that the drain may read ahead into memory, over
-   * all requests of this server. Default 128 MiB. Deno 2.9's `shutdown()`
-   * makes unread bodies unreadable, so the server reads them before it
-   * calls it; a body beyond this budget is left for the handler to read at
-   * its own pace, and the listener stays open (answering with
-   * `Connection: close`) until it has been.
-   */
-  bodyBufferLimit?: number;
-  /** A path answered 200 `ok` while serving and 503 while draining. */
-  healthPath?: string;
-  /**
-   * Which streaming bodies (of unknown length, not backed by a Deno
-   * resource) the deadline ends cleanly, as a complete chunked response.
-   * Default `"events"`: event streams only (`text/event-stream`,
-   * `application/x-ndjson`, `application/jsonl`, `application/json-seq`,
-   * `multipart/x-mixed-replace`), where an end between two messages is a
-   * clean end. Other streams are handed to Deno untouched (no per-chunk
-   * cost) and cut by the exit at the deadline, so a client never takes a
-   * truncated download for a whole one. `true`: every JS stream (the
-   * default before this option took `"events"`). `false`: none.
-   */
-  endStreamsAtDeadline?: boolean | "events";
-  /**
-   * The process lifecycle to join. Default: a new {@linkcode Shutdown} built
-   * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
-   * its signal listeners installed. Share one `Shutdown` between several
-   * servers in one process. `false`: no signal handling at all; call
-   * `server.shutdown()` yourself.
-   */
-  shutdown?: Shutdown | false;
-}
-
-/** How one server's drain went. */
-export interface DrainResult {
-  /** Why the drain started. */
-  reason: string;
-  /** Milliseconds from the start of the drain to `finished`. */
-  durationMs: number;
-  /** Requests and streams that completed during the drain. */
-  drained: number;
-  /**
-   * Requests answered 503, streams ended and bodies cut at the deadline,
-   * and any request whose handler failed because the drain took something
-   * it still needed (none is expected: each one is a bug to report).
-   */
-  cut: string[];
-  /** True if the deadline expired. */
-  forced: boolean;
-}
-
-/** A running server, as returned by {@linkcode serve}. */
-export interface GracefulServer extends AsyncDisposable {
-  /** The address the server listens on (the real port when given 0). */
-  readonly addr: Deno.NetAddr;
-  /** Resolves when the server has stopped and every response is written. */
-  readonly finished: Promise<void>;
-  /** True from the start of the drain. */
-  readonly draining: boolean;
-  /** Handlers running plus streaming bodies open. */
-  readonly inFlight: number;
-  /**
-   * Aborts when draining starts. Handlers also get it as `info.signal`: use
-   * it to end SSE streams and close WebSockets with a last message.
-   */
-  readonly signal: AbortSignal;
-  /** The process lifecycle this server joined, if any. */
-  readonly lifecycle: Shutdown | undefined;
-  /**
-   * Drains this server only: stops accepting (after `drainDelay`), waits
-   * for in-flight requests up to `drainTimeout`, then cuts the rest. Does
-   * not run hooks and does not exit. Idempotent.
-   */
-  shutdown(reason?: string): Promise<DrainResult>;
-  /**
-   * Registers a cleanup hook on the process lifecycle (see
-   * {@linkcode Shutdown.onShutdown}). Throws if the server has none.
-   */
-  onShutdown(fn: Hook, options?: HookOptions): () => void;
-  /** Keeps the process alive while the server runs (the default). */
-  ref(): void;
-  /** Lets the process exit even though the server still runs. */
-  unref(): void;
-}
 
 type Args =
   | [GracefulHandler]
   | [ServeOptions, GracefulHandler]
   | [ServeOptions & { handler: GracefulHandler }];
 
-/** After detaching the listener, time for accepted connections to send a request. */
-const DETACH_SETTLE_MS = 200;
-
 /**
  * Deno's own `serve`, taken when this module loads: the `auto` preload
  * replaces `Deno.serve` with a function that calls `serve()` from here.
  */
 const denoServe = Deno.serve;
-
-/** Time allowed for Deno to flush the 503s and ended streams after a cut. */
-const CUT_GRACE_MS = 1000;
 
 /** An address for log lines: `host:port`, or the path of a Unix socket. */
 function describeAddr(addr: Deno.Addr): string {
@@ -290,6 +154,8 @@ class Server implements GracefulServer {
   #detached = false;
   #closed = Promise.withResolvers<void>();
   #finished: Promise<void>;
+  /** What the drain sequence (`_drain.ts`) sees of this server. */
+  #host: DrainHost;
   readonly lifecycle: Shutdown | undefined;
 
   constructor(options: ServeOptions, handler: GracefulHandler) {
@@ -389,6 +255,23 @@ class Server implements GracefulServer {
       if (!this.#detached) throw error;
       await this.#closed.promise;
     });
+    const http = this.#http;
+    this.#host = {
+      where: describeAddr(http.addr),
+      traffic: this.#traffic,
+      logger: this.#logger,
+      drainTimeout: this.#drainTimeout,
+      streamsCounted: this.#streamsCounted,
+      finished: this.#finished,
+      abort: (reason) => this.#controller.abort(reason),
+      detach: () => {
+        const detached = detachListeners(http.addr);
+        if (detached > 0) this.#detached = true;
+        return detached;
+      },
+      closeListener: () =>
+        void http.shutdown().then(this.#closed.resolve, this.#closed.reject),
+    };
     this.lifecycle?.addDrainer((context) => this.#drain(context));
     link?.ready({
       drain: (context) =>
@@ -463,7 +346,8 @@ class Server implements GracefulServer {
   }
 
   #drain(context: DrainContext): Promise<DrainResult> {
-    this.#result ??= this.#runDrain(
+    this.#result ??= runDrain(
+      this.#host,
       context.reason,
       context.drainDelay === undefined
         ? this.#drainDelay
@@ -471,39 +355,6 @@ class Server implements GracefulServer {
       context.detachListener ?? false,
     );
     return this.#result;
-  }
-
-  /** The drain delay, fixed or self-ending; one line says how it ended. */
-  async #delay(delay: Delay, announce: (extra: string) => void) {
-    if (delay.quiet === undefined) {
-      announce(`, still accepting for ${delay.max} ms`);
-      await timer(delay.max, undefined).promise;
-      return;
-    }
-    const start = performance.now();
-    announce(
-      `, still accepting until the balancer stops sending (${
-        this.#traffic.hasHealthPath ? "health path answered 503, then " : ""
-      }${delay.quiet} ms without a request; at most ${delay.max} ms)`,
-    );
-    const end = await waitForQuiet(
-      { max: delay.max, quiet: delay.quiet },
-      this.#traffic,
-      start,
-    );
-    const seen = [
-      end.firstRefusal === undefined
-        ? (this.#traffic.hasHealthPath ? "health path never asked" : "")
-        : `health path first answered 503 at +${end.firstRefusal} ms`,
-      end.lastRequest === undefined
-        ? "no request during the delay"
-        : `last request at +${end.lastRequest} ms`,
-    ].filter(Boolean).join(", ");
-    this.#logger.info(
-      end.timedOut
-        ? `drain delay reached its max of ${delay.max} ms (${seen})`
-        : `balancer stopped sending after ${end.waited} ms (${seen})`,
-    );
   }
 
   /** Whether steering failed once already (said once, then quiet). */
@@ -528,139 +379,6 @@ class Server implements GracefulServer {
       this.#logger.warn(
         `cannot steer new connections away from ${where}: ${failed}; with tcp_migrate_req=0 the connections queued here when it closes are reset`,
       );
-    }
-  }
-
-  async #runDrain(
-    reason: string,
-    delay: Delay,
-    detach: boolean,
-  ): Promise<DrainResult> {
-    const start = performance.now();
-    const where = describeAddr(this.addr);
-    this.#traffic.startDraining();
-    this.#controller.abort(reason);
-    const announce = (extra: string) =>
-      this.#logger.info(
-        `draining ${where} (${reason}): ${this.inFlight} in flight${
-          this.#streamsCounted === false
-            ? " (streams not counted: endStreamsAtDeadline is false)"
-            : ""
-        }, deadline ${this.#drainTimeout} ms${extra}`,
-      );
-    if (delay.max > 0) await this.#delay(delay, announce);
-    // The deadline counts from the end of the delay: a delay (or a
-    // supervisor's pre-drain) never eats into the time requests have.
-    const deadline = timer(this.#drainTimeout, "deadline" as const);
-    if (detach && detachListeners(this.addr) > 0) {
-      this.#detached = true;
-      // The listener left the port's group: connections it accepted get a
-      // moment to deliver their request before Deno's drain closes idle ones.
-      this.#logger.info(
-        `detached the listener on ${where}: new connections go elsewhere`,
-      );
-      const settle = timer(DETACH_SETTLE_MS, undefined);
-      await Promise.race([settle.promise, deadline.promise]);
-      settle.clear();
-    }
-    // One macrotask for handlers to act on the signal: a WebSocket closed in
-    // an abort listener sends its own close frame before Deno's 1001.
-    await timer(0, undefined).promise;
-    // Then no body may still be arriving: this resumes in the microtask
-    // where the last one came in, and shutdown() follows in the same one.
-    await this.#bodiesIn(where, deadline.promise);
-    // The deadline came first: cut what has not arrived before shutdown()
-    // takes it away, so the handler's read names the deadline.
-    if (this.#traffic.bodiesPending > 0) {
-      this.#traffic.cutBodies(this.#drainTimeout);
-    }
-    this.#traffic.listenerClosed = true;
-    this.#http.shutdown().then(this.#closed.resolve, this.#closed.reject);
-    if (delay.max > 0) {
-      this.#logger.info(
-        `stopped accepting on ${where}: ${this.inFlight} in flight`,
-      );
-    } else {
-      announce("");
-    }
-    let cut: string[] = [];
-    const forced = await Promise.race([this.#finished, deadline.promise]) ===
-      "deadline";
-    deadline.clear();
-    if (forced) {
-      cut = this.#traffic.cut(this.#drainTimeout);
-      this.#logger.warn(
-        `deadline of ${this.#drainTimeout} ms reached on ${where}: cut ${cut.length} request(s)` +
-          cut.map((line) => `\n  ${line}`).join(""),
-      );
-      const grace = timer(CUT_GRACE_MS, false);
-      const flushed = await Promise.race([
-        this.#finished.then(() => true),
-        grace.promise,
-      ]);
-      grace.clear();
-      if (!flushed) {
-        this.#logger.error(
-          `${where} still had open responses ${CUT_GRACE_MS} ms after the cut; giving up on them`,
-        );
-      }
-    }
-    this.#traffic.retire();
-    const broken = this.#traffic.broken;
-    if (broken.length > 0) {
-      this.#logger.error(
-        `${broken.length} request(s) on ${where} failed because the drain took what they still needed (a bug: please report it)` +
-          broken.map((line) => `\n  ${line}`).join(""),
-      );
-    }
-    const result: DrainResult = {
-      reason,
-      durationMs: since(start),
-      drained: this.#traffic.drained,
-      cut: [...cut, ...broken],
-      forced: forced || broken.length > 0,
-    };
-    const late = this.#traffic.lateRefused;
-    this.#logger.info(
-      `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
-        (forced ? `, ${cut.length} cut at the deadline` : "") +
-        (late > 0
-          ? `, ${late} refused with 503 (sent on a kept-alive connection as the listener closed; handler not called)`
-          : "") +
-        (broken.length > 0 ? `, ${broken.length} broken by the drain` : ""),
-    );
-    return result;
-  }
-
-  /**
-   * Waits (up to the deadline) until no request body is still arriving:
-   * Deno's `shutdown()` would make them unreadable. The listener stays open
-   * meanwhile; what it accepts is answered with `Connection: close`.
-   */
-  async #bodiesIn(where: string, deadline: Promise<unknown>): Promise<void> {
-    const pending = this.#traffic.bodiesPending;
-    if (pending === 0) return;
-    const start = performance.now();
-    this.#logger.info(
-      `waiting for ${pending} request bod${
-        pending === 1 ? "y" : "ies"
-      } to arrive before closing ${where} (still accepting, with Connection: close)`,
-    );
-    const arrived = await Promise.race([
-      this.#traffic.bodiesIn().then(() => true),
-      deadline.then(() => false),
-    ]);
-    if (this.#traffic.budget.exceeded) {
-      this.#logger.warn(
-        `request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace`,
-      );
-    }
-    if (arrived) {
-      this.#logger.info(`request bodies in after ${since(start)} ms`);
-    }
-    // Requests that came in while waiting may have bodies of their own.
-    if (arrived && this.#traffic.bodiesPending > 0) {
-      await this.#bodiesIn(where, deadline);
     }
   }
 }

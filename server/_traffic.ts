@@ -14,6 +14,13 @@ import type { Arrivals } from "./_drain_delay.ts";
 import { InFlight, type Linked } from "./_in_flight.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
 import {
+  infoWithSignal,
+  pathOf,
+  refusal,
+  withClose,
+  withSignal,
+} from "./_responses.ts";
+import {
   type BodyGuard,
   type BodySlot,
   type GuardOwner,
@@ -101,89 +108,6 @@ export interface TrafficOptions {
   retryAfter: number | false;
   signal: AbortSignal;
   logger: Logger;
-}
-
-/** True if the client asked to close: Deno then adds `Connection: close` itself. */
-const clientCloses = (request: Request) =>
-  request.headers.get("connection")?.toLowerCase().includes("close") ?? false;
-
-/** A 503 written by the library: `Connection: close` and `Retry-After`. */
-function refusal(
-  request: Request,
-  text: string,
-  retryAfter: number | false,
-): Response {
-  const headers = new Headers({ "content-type": "text/plain" });
-  if (!clientCloses(request)) headers.set("connection", "close");
-  if (retryAfter !== false) headers.set("retry-after", String(retryAfter));
-  return new Response(text, { status: 503, headers });
-}
-
-/** Sets `Connection: close`, copying the response if its headers are frozen. */
-function withClose(request: Request, res: Response): Response {
-  if (res.status === 101 || clientCloses(request)) return res;
-  try {
-    res.headers.set("connection", "close");
-    return res;
-  } catch {
-    const headers = new Headers(res.headers);
-    headers.set("connection", "close");
-    return new Response(res.body, {
-      status: res.status,
-      statusText: res.statusText,
-      headers,
-    });
-  }
-}
-
-/**
- * Gives Deno's `info` the drain signal as an own property of Deno's object
- * (made for this request alone), so its other members, getters that need
- * Deno's object as `this`, work untouched, and no object is made per
- * request. (A Proxy around it looked ~2.5 % dearer on a 4 KiB echo in one
- * pair of runs; ten more runs of that row put both at ~0.965 of raw: no
- * difference shows.) The Proxy is kept for an `info` that cannot take the
- * property (frozen, or with a `signal` of Deno's own that has no setter).
- */
-function withSignal(
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  signal: AbortSignal,
-  proxy: ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>>,
-): GracefulHandlerInfo {
-  try {
-    (info as GracefulHandlerInfo).signal = signal;
-    if ((info as GracefulHandlerInfo).signal === signal) {
-      return info as GracefulHandlerInfo;
-    }
-  } catch {
-    // not extensible, or a read-only `signal`: the Proxy below
-  }
-  return new Proxy(info, proxy) as GracefulHandlerInfo;
-}
-
-/**
- * The fallback of {@linkcode withSignal}: Deno's `info` plus the drain
- * signal through a Proxy, every other member read from the real object. One
- * per server.
- */
-function infoWithSignal(
-  signal: AbortSignal,
-): ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>> {
-  return {
-    get(target, key) {
-      if (key === "signal") return signal;
-      const value = Reflect.get(target, key, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-    has: (target, key) => key === "signal" || Reflect.has(target, key),
-  };
-}
-
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  const query = url.indexOf("?", start);
-  return url.slice(start, query < 0 ? undefined : query);
 }
 
 /** Tracks and wraps the requests of one server. */

@@ -1,0 +1,213 @@
+/**
+ * The drain of one server, step by step: abort the drain signal, the drain
+ * delay (fixed or self-ending), the listener's detach under the supervisor,
+ * the wait for request bodies still arriving, Deno's `shutdown()`, the wait
+ * for in-flight requests up to `drainTimeout`, the cut at the deadline, and
+ * the lines that report it. The server (`_server.ts`) owns the state; this
+ * only sequences it.
+ */
+import { type Logger, since } from "../lifecycle/_log.ts";
+import { timer } from "../lifecycle/_timer.ts";
+import type { Delay } from "./_options.ts";
+import { waitForQuiet } from "./_drain_delay.ts";
+import type { DrainResult } from "./_server_types.ts";
+import type { Traffic } from "./_traffic.ts";
+
+/** After detaching the listener, time for accepted connections to send a request. */
+const DETACH_SETTLE_MS = 200;
+
+/** Time allowed for Deno to flush the 503s and ended streams after a cut. */
+const CUT_GRACE_MS = 1000;
+
+/** What the drain needs from its server. */
+export interface DrainHost {
+  /** The address, for log lines. */
+  readonly where: string;
+  readonly traffic: Traffic;
+  readonly logger: Logger;
+  readonly drainTimeout: number;
+  /** Which streams are counted in flight. */
+  readonly streamsCounted: "events" | "all" | false;
+  /** The server's `finished`. */
+  readonly finished: Promise<void>;
+  /** Aborts the drain signal handlers see. */
+  abort(reason: string): void;
+  /** Takes the listener out of the port's group; returns how many. */
+  detach(): number;
+  /** Calls Deno's `shutdown()` (once). */
+  closeListener(): void;
+}
+
+export async function runDrain(
+  host: DrainHost,
+  reason: string,
+  delay: Delay,
+  detach: boolean,
+): Promise<DrainResult> {
+  const start = performance.now();
+  const where = host.where;
+  host.traffic.startDraining();
+  host.abort(reason);
+  const announce = (extra: string) =>
+    host.logger.info(
+      `draining ${where} (${reason}): ${host.traffic.inFlight} in flight${
+        host.streamsCounted === false
+          ? " (streams not counted: endStreamsAtDeadline is false)"
+          : ""
+      }, deadline ${host.drainTimeout} ms${extra}`,
+    );
+  if (delay.max > 0) await waitDelay(host, delay, announce);
+  // The deadline counts from the end of the delay: a delay (or a
+  // supervisor's pre-drain) never eats into the time requests have.
+  const deadline = timer(host.drainTimeout, "deadline" as const);
+  if (detach && host.detach() > 0) {
+    // The listener left the port's group: connections it accepted get a
+    // moment to deliver their request before Deno's drain closes idle ones.
+    host.logger.info(
+      `detached the listener on ${where}: new connections go elsewhere`,
+    );
+    const settle = timer(DETACH_SETTLE_MS, undefined);
+    await Promise.race([settle.promise, deadline.promise]);
+    settle.clear();
+  }
+  // One macrotask for handlers to act on the signal: a WebSocket closed in
+  // an abort listener sends its own close frame before Deno's 1001.
+  await timer(0, undefined).promise;
+  // Then no body may still be arriving: this resumes in the microtask
+  // where the last one came in, and shutdown() follows in the same one.
+  await bodiesIn(host, where, deadline.promise);
+  // The deadline came first: cut what has not arrived before shutdown()
+  // takes it away, so the handler's read names the deadline.
+  if (host.traffic.bodiesPending > 0) {
+    host.traffic.cutBodies(host.drainTimeout);
+  }
+  host.traffic.listenerClosed = true;
+  host.closeListener();
+  if (delay.max > 0) {
+    host.logger.info(
+      `stopped accepting on ${where}: ${host.traffic.inFlight} in flight`,
+    );
+  } else {
+    announce("");
+  }
+  let cut: string[] = [];
+  const forced = await Promise.race([host.finished, deadline.promise]) ===
+    "deadline";
+  deadline.clear();
+  if (forced) {
+    cut = host.traffic.cut(host.drainTimeout);
+    host.logger.warn(
+      `deadline of ${host.drainTimeout} ms reached on ${where}: cut ${cut.length} request(s)` +
+        cut.map((line) => `\n  ${line}`).join(""),
+    );
+    const grace = timer(CUT_GRACE_MS, false);
+    const flushed = await Promise.race([
+      host.finished.then(() => true),
+      grace.promise,
+    ]);
+    grace.clear();
+    if (!flushed) {
+      host.logger.error(
+        `${where} still had open responses ${CUT_GRACE_MS} ms after the cut; giving up on them`,
+      );
+    }
+  }
+  host.traffic.retire();
+  const broken = host.traffic.broken;
+  if (broken.length > 0) {
+    host.logger.error(
+      `${broken.length} request(s) on ${where} failed because the drain took what they still needed (a bug: please report it)` +
+        broken.map((line) => `\n  ${line}`).join(""),
+    );
+  }
+  const result: DrainResult = {
+    reason,
+    durationMs: since(start),
+    drained: host.traffic.drained,
+    cut: [...cut, ...broken],
+    forced: forced || broken.length > 0,
+  };
+  const late = host.traffic.lateRefused;
+  host.logger.info(
+    `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
+      (forced ? `, ${cut.length} cut at the deadline` : "") +
+      (late > 0
+        ? `, ${late} refused with 503 (sent on a kept-alive connection as the listener closed; handler not called)`
+        : "") +
+      (broken.length > 0 ? `, ${broken.length} broken by the drain` : ""),
+  );
+  return result;
+}
+
+/** The drain delay, fixed or self-ending; one line says how it ended. */
+export async function waitDelay(
+  host: DrainHost,
+  delay: Delay,
+  announce: (extra: string) => void,
+): Promise<void> {
+  if (delay.quiet === undefined) {
+    announce(`, still accepting for ${delay.max} ms`);
+    await timer(delay.max, undefined).promise;
+    return;
+  }
+  const start = performance.now();
+  announce(
+    `, still accepting until the balancer stops sending (${
+      host.traffic.hasHealthPath ? "health path answered 503, then " : ""
+    }${delay.quiet} ms without a request; at most ${delay.max} ms)`,
+  );
+  const end = await waitForQuiet(
+    { max: delay.max, quiet: delay.quiet },
+    host.traffic,
+    start,
+  );
+  const seen = [
+    end.firstRefusal === undefined
+      ? (host.traffic.hasHealthPath ? "health path never asked" : "")
+      : `health path first answered 503 at +${end.firstRefusal} ms`,
+    end.lastRequest === undefined
+      ? "no request during the delay"
+      : `last request at +${end.lastRequest} ms`,
+  ].filter(Boolean).join(", ");
+  host.logger.info(
+    end.timedOut
+      ? `drain delay reached its max of ${delay.max} ms (${seen})`
+      : `balancer stopped sending after ${end.waited} ms (${seen})`,
+  );
+}
+
+/**
+ * Waits (up to the deadline) until no request body is still arriving:
+ * Deno's `shutdown()` would make them unreadable. The listener stays open
+ * meanwhile; what it accepts is answered with `Connection: close`.
+ */
+async function bodiesIn(
+  host: DrainHost,
+  where: string,
+  deadline: Promise<unknown>,
+): Promise<void> {
+  const pending = host.traffic.bodiesPending;
+  if (pending === 0) return;
+  const start = performance.now();
+  host.logger.info(
+    `waiting for ${pending} request bod${
+      pending === 1 ? "y" : "ies"
+    } to arrive before closing ${where} (still accepting, with Connection: close)`,
+  );
+  const arrived = await Promise.race([
+    host.traffic.bodiesIn().then(() => true),
+    deadline.then(() => false),
+  ]);
+  if (host.traffic.budget.exceeded) {
+    host.logger.warn(
+      `request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace`,
+    );
+  }
+  if (arrived) {
+    host.logger.info(`request bodies in after ${since(start)} ms`);
+  }
+  // Requests that came in while waiting may have bodies of their own.
+  if (arrived && host.traffic.bodiesPending > 0) {
+    await bodiesIn(host, where, deadline);
+  }
+}

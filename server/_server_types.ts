@@ -1,0 +1,144 @@
+/**
+ * The public types of `serve()`: its options, the server it returns, and the
+ * result of a drain.
+ */
+import type { SelfEndingDelay } from "./_drain_delay.ts";
+import type {
+  Hook,
+  HookOptions,
+  Shutdown,
+  ShutdownOptions,
+} from "../shutdown.ts";
+
+/**
+ * Options for {@linkcode serve}: every `Deno.serve` TCP option, plus the
+ * drain settings. `signal` is a *graceful* trigger here: aborting it drains
+ * the server (Deno's own `signal` option would cut in-flight requests).
+ */
+export interface ServeOptions
+  extends Omit<Deno.ServeTcpOptions, "signal" | "handler">, ShutdownOptions {
+  /** Aborting it starts a graceful drain of this server (no hooks, no exit). */
+  signal?: AbortSignal;
+  /**
+   * Deadline for the drain, in ms, counted from the end of `drainDelay`
+   * (from the signal when there is none). Default 10 000; at most
+   * 2 147 483 647 (what a timer holds). When it expires, handlers still
+   * running are answered 503 with `Connection: close`, open streaming
+   * bodies are ended, request bodies still arriving are cut, and the process
+   * exits with {@linkcode ExitCode.DeadlineExceeded}.
+   */
+  drainTimeout?: number;
+  /**
+   * Keep accepting for this long (ms) after the drain starts, with the
+   * health path at 503 and `Connection: close` on every response, before
+   * closing the listener, so load balancers stop sending first. Default 0.
+   * `drainTimeout` starts after it.
+   *
+   * `{ max, quiet }` ends the delay by itself once the balancer has
+   * visibly stopped: the health path has answered 503 at least once (when
+   * there is one) and no other request arrived for `quiet` ms (default
+   * 200), or at `max`. It suits balancers that probe the health path
+   * (HAProxy, Envoy); it does not know about balancers that stop sending
+   * without asking the server (a Kubernetes endpoint removal): use a fixed
+   * delay there, since a quiet moment under light traffic would end it too
+   * early.
+   */
+  drainDelay?: number | SelfEndingDelay;
+  /**
+   * `Retry-After` (whole seconds, 0 to 86 400) on the 503s this server
+   * writes while draining: the health path, requests cut at the deadline,
+   * late requests whose body was gone. Default 1; `false` for none.
+   */
+  retryAfter?: number | false;
+  /**
+   * The time (ms) the platform gives the process between its stop signal
+   * and SIGKILL (Kubernetes' `terminationGracePeriodSeconds`, systemd's
+   * `TimeoutStopSec`). If given, one line warns at start when `drainDelay`
+   * (its `max`) + `drainTimeout` + `hooksTimeout` exceeds it. Nothing is
+   * shortened to fit.
+   */
+  gracePeriod?: number;
+  /**
+   * Bytes of request bodies that the drain may read ahead into memory, over
+   * all requests of this server. Default 128 MiB. Deno 2.9's `shutdown()`
+   * makes unread bodies unreadable, so the server reads them before it
+   * calls it; a body beyond this budget is left for the handler to read at
+   * its own pace, and the listener stays open (answering with
+   * `Connection: close`) until it has been.
+   */
+  bodyBufferLimit?: number;
+  /** A path answered 200 `ok` while serving and 503 while draining. */
+  healthPath?: string;
+  /**
+   * Which streaming bodies (of unknown length, not backed by a Deno
+   * resource) the deadline ends cleanly, as a complete chunked response.
+   * Default `"events"`: event streams only (`text/event-stream`,
+   * `application/x-ndjson`, `application/jsonl`, `application/json-seq`,
+   * `multipart/x-mixed-replace`), where an end between two messages is a
+   * clean end. Other streams are handed to Deno untouched (no per-chunk
+   * cost) and cut by the exit at the deadline, so a client never takes a
+   * truncated download for a whole one. `true`: every JS stream (the
+   * default before this option took `"events"`). `false`: none.
+   */
+  endStreamsAtDeadline?: boolean | "events";
+  /**
+   * The process lifecycle to join. Default: a new {@linkcode Shutdown} built
+   * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
+   * its signal listeners installed. Share one `Shutdown` between several
+   * servers in one process. `false`: no signal handling at all; call
+   * `server.shutdown()` yourself.
+   */
+  shutdown?: Shutdown | false;
+}
+
+/** How one server's drain went. */
+export interface DrainResult {
+  /** Why the drain started. */
+  reason: string;
+  /** Milliseconds from the start of the drain to `finished`. */
+  durationMs: number;
+  /** Requests and streams that completed during the drain. */
+  drained: number;
+  /**
+   * Requests answered 503, streams ended and bodies cut at the deadline,
+   * and any request whose handler failed because the drain took something
+   * it still needed (none is expected: each one is a bug to report).
+   */
+  cut: string[];
+  /** True if the deadline expired. */
+  forced: boolean;
+}
+
+/** A running server, as returned by {@linkcode serve}. */
+export interface GracefulServer extends AsyncDisposable {
+  /** The address the server listens on (the real port when given 0). */
+  readonly addr: Deno.NetAddr;
+  /** Resolves when the server has stopped and every response is written. */
+  readonly finished: Promise<void>;
+  /** True from the start of the drain. */
+  readonly draining: boolean;
+  /** Handlers running plus streaming bodies open. */
+  readonly inFlight: number;
+  /**
+   * Aborts when draining starts. Handlers also get it as `info.signal`: use
+   * it to end SSE streams and close WebSockets with a last message.
+   */
+  readonly signal: AbortSignal;
+  /** The process lifecycle this server joined, if any. */
+  readonly lifecycle: Shutdown | undefined;
+  /**
+   * Drains this server only: stops accepting (after `drainDelay`), waits
+   * for in-flight requests up to `drainTimeout`, then cuts the rest. Does
+   * not run hooks and does not exit. Idempotent.
+   */
+  shutdown(reason?: string): Promise<DrainResult>;
+  /**
+   * Registers a cleanup hook on the process lifecycle (see
+   * {@linkcode Shutdown.onShutdown}). Throws if the server has none.
+   */
+  onShutdown(fn: Hook, options?: HookOptions): () => void;
+  /** Keeps the process alive while the server runs (the default). */
+  ref(): void;
+  /** Lets the process exit even though the server still runs. */
+  unref(): void;
+}
