@@ -1,3 +1,8 @@
+/**
+ * Stop signals: which ones a platform allows, validation of the `signals`
+ * option, the exit code of a second signal (128 + its number), and the
+ * window in which a copy of the same Ctrl+C is taken as one signal.
+ */
 import { describe } from "./_log.ts";
 
 const os = Deno.build.os;

@@ -1,3 +1,7 @@
+/**
+ * Timers as promises that can be cancelled, and the longest delay a timer
+ * holds, with the validation of every duration option against it.
+ */
 import { describe } from "./_log.ts";
 
 /** A timer as a promise that can be cancelled. */

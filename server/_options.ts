@@ -1,3 +1,7 @@
+/**
+ * Validation of `serve()`'s drain options (each bad value a `TypeError`
+ * naming the option and the value) and their defaults.
+ */
 import { QUIET_MS, type SelfEndingDelay } from "./_drain_delay.ts";
 import { describe } from "../lifecycle/_log.ts";
 import { duration, MAX_TIMER_MS } from "../lifecycle/_timer.ts";
