@@ -4,14 +4,9 @@
  * draining, answers the health path, and at the deadline cuts what is left.
  * It owns the in-flight registry; the server owns the lifecycle.
  */
-import {
-  endable,
-  type EndableBody,
-  hasOpenEndedBody,
-  isEventStream,
-} from "./_response_body.ts";
+import { endable, hasOpenEndedBody, isEventStream } from "./_response_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
-import { InFlight, type Linked } from "./_in_flight.ts";
+import { InFlight } from "./_in_flight.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
 import {
   infoWithSignal,
@@ -27,6 +22,8 @@ import {
   guardSlot,
   streamOpen,
 } from "./_body_guard.ts";
+import { BodyWait } from "./_body_wait.ts";
+import { OpenStream, Work } from "./_work.ts";
 import { Budget } from "./_read_ahead.ts";
 import {
   enterSlot,
@@ -48,49 +45,6 @@ export type GracefulHandler = (
   request: Request,
   info: GracefulHandlerInfo,
 ) => Response | Promise<Response>;
-
-/**
- * One request in flight. A class with every field set in the constructor:
- * one object shape for all, no property added later.
- *
- * It holds no function made for this request: storing a new closure on
- * each record (the deadline's 503, as it once did) made some server
- * processes spend 10–20 % more CPU on a 4 KiB POST, with scavenges keeping
- * ~15 MB alive instead of ~5 (measured with `deno task bench
- * --only=overhead`; the cause inside V8 is not known). The promise's own
- * `resolve` is kept instead, and the 503 is written by {@linkcode Traffic.cut}.
- */
-class Work implements BodySlot, Linked<Work> {
-  guard: BodyGuard | undefined = undefined;
-  read: Promise<unknown> | undefined = undefined;
-  stream: ReadableStream<Uint8Array> | undefined = undefined;
-  info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined = undefined;
-  prev: Work | undefined = undefined;
-  next: Work | undefined = undefined;
-  listed = false;
-  /** True while the request is in the by-request table (it may have a body). */
-  keyed = false;
-  /** Settles the promise Deno awaits for this request (a handler still running). */
-  resolve: ((res: Response | Promise<Response>) => void) | undefined =
-    undefined;
-  /**
-   * `request`: the request. `start`: `performance.now()` at arrival, for
-   * requests that arrived while draining. Not taken before (a clock read
-   * costs ~3 % of a small request): a request from before the drain is
-   * reported as older than the drain.
-   */
-  constructor(readonly request: Request, public start?: number) {}
-}
-
-/** A streaming response body that the deadline can end. */
-class OpenStream {
-  /** `start`: as for {@linkcode Work}. */
-  constructor(
-    readonly request: Request,
-    readonly start: number | undefined,
-    readonly body: EndableBody,
-  ) {}
-}
 
 /** Options the traffic wrapper needs from the server. */
 export interface TrafficOptions {
@@ -116,25 +70,10 @@ export class Traffic implements GuardOwner, Arrivals {
   #pending = new InFlight<Work>();
   /** The same, by request, for those that may have a body (guards look them up). */
   #withBody = new Map<Request, Work>();
-  /**
-   * Requests answered whose body stream (Deno's own, taken before the
-   * drain) may still be in use: echoed into the response, copied natively.
-   * Each counts until its response is complete. A count, not a set: a
-   * reference to each request kept until its response ends (in a set, or
-   * in a callback made for it) cost ~8 % of a 4 KiB echo (see Work).
-   */
-  #echoes = 0;
-  /** One callback for every echo's end (made once per server). */
-  #echoEnded = () => {
-    this.#echoes--;
-    this.#wakeBodies();
-  };
+  /** The request bodies the drain waits for. */
+  readonly #bodies: BodyWait;
   #streams = new Set<OpenStream>();
   #options: TrafficOptions;
-  /** Request bodies Deno still has to deliver. */
-  #bodies = new Set<BodyGuard>();
-  /** Waiting for #bodies to empty (every caller of bodiesIn()). */
-  #bodiesIn: (() => void)[] = [];
   /** The read-ahead budget (unused where bodies need no guard). */
   readonly budget!: Budget;
   #guarded: boolean;
@@ -175,6 +114,7 @@ export class Traffic implements GuardOwner, Arrivals {
     this.hasHealthPath = options.healthPath !== undefined;
     this.#guarded = options.bodyBuffer !== false;
     this.budget = new Budget(options.bodyBuffer || 0);
+    this.#bodies = new BodyWait();
     if (this.#guarded) register(this);
   }
 
@@ -212,19 +152,12 @@ export class Traffic implements GuardOwner, Arrivals {
 
   /** Request bodies still arriving (or still flowing into a response). */
   get bodiesPending(): number {
-    return this.#bodies.size + this.#echoes;
+    return this.#bodies.pending;
   }
 
   /** Resolves when no request body is still arriving (new ones included). */
   bodiesIn(): Promise<void> {
-    if (this.bodiesPending === 0) return Promise.resolve();
-    return new Promise((resolve) => void this.#bodiesIn.push(resolve));
-  }
-
-  #wakeBodies() {
-    // (An echo's end calls this: no array is made when nobody waits.)
-    if (this.#bodiesIn.length === 0 || this.bodiesPending > 0) return;
-    for (const resolve of this.#bodiesIn.splice(0)) resolve();
+    return this.#bodies.empty();
   }
 
   /** Requests whose handler failed because the drain took its body away. */
@@ -385,12 +318,7 @@ export class Traffic implements GuardOwner, Arrivals {
 
   /** Waits for this body before `shutdown()` (see {@linkcode GuardOwner}). */
   track(guard: BodyGuard): void {
-    if (this.#bodies.has(guard) || guard.done) return;
     this.#bodies.add(guard);
-    guard.settled.then(() => {
-      this.#bodies.delete(guard);
-      this.#wakeBodies();
-    });
   }
 
   /**
@@ -400,7 +328,7 @@ export class Traffic implements GuardOwner, Arrivals {
    * with its own `BadResource`. Idempotent.
    */
   cutBodies(drainTimeout: number): void {
-    for (const guard of this.#bodies) guard.cut(drainTimeout);
+    this.#bodies.cut(drainTimeout);
   }
 
   /**
@@ -451,8 +379,7 @@ export class Traffic implements GuardOwner, Arrivals {
       this.#forget(work);
       if (work.stream && !work.guard && streamOpen(work.stream)) {
         // Its body may be flowing into this response: the drain must wait.
-        this.#echoes++;
-        work.info!.completed.then(this.#echoEnded, this.#echoEnded);
+        this.#bodies.echo(work.info!.completed);
       }
       work.guard?.release();
     }

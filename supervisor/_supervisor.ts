@@ -3,76 +3,23 @@
  * workers serve now, which are retiring. Every change to that list runs
  * through one queue, so two generations never start at once.
  */
-import {
-  describe,
-  type Logger,
-  resolveLogger,
-  since,
-} from "../lifecycle/_log.ts";
-import { duration } from "../lifecycle/_timer.ts";
+import { type Logger, resolveLogger, since } from "../lifecycle/_log.ts";
 import { timer } from "../lifecycle/_timer.ts";
+import { Backoff } from "./_backoff.ts";
+import {
+  describeExit,
+  lastLines,
+  NotReadyError,
+  readMigrateReq,
+} from "./_reports.ts";
+import {
+  type SupervisorOptions,
+  supervisorSettings,
+} from "./_supervisor_options.ts";
 import { Worker } from "./_worker.ts";
 
-/** Options for {@linkcode Supervisor}. */
-export interface SupervisorOptions {
-  /** The worker command, e.g. `["deno", "run", "-A", "--unstable-net", "server.ts"]`. */
-  command: string[];
-  /** How many workers share the port. Default 1. */
-  workers?: number;
-  /** How long (ms) a retiring worker answers with `Connection: close` before closing its listener. Default 1000. */
-  preDrain?: number;
-  /** How long (ms) a new worker may take to report ready. Default 30 000. */
-  readyTimeout?: number;
-  /** How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000. */
-  stopTimeout?: number;
-  /** First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100. */
-  crashBackoff?: number;
-  /**
-   * Once a worker has run this long (ms), a crash of its slot starts the
-   * backoff over at `crashBackoff`. Default 60 000.
-   */
-  stableAfter?: number;
-  /**
-   * Steer new connections away from a retiring worker before it closes its
-   * listener (Linux; the workers need `--allow-ffi`): with
-   * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
-   * old worker then exits before the next slot restarts. Default true.
-   */
-  steer?: boolean;
-  /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
-  logger?: Logger | false;
-}
-
-const MAX_BACKOFF = 30_000;
-/** Most workers one supervisor runs (each is a whole Deno process). */
-export const MAX_WORKERS = 64;
-
-function describeExit(status: Deno.CommandStatus): string {
-  return status.signal
-    ? `was killed by ${status.signal}`
-    : `exited with code ${status.code}`;
-}
-
-/**
- * Why a new worker did not become ready: it could not be spawned, exited
- * first, or did not report within `readyTimeout`. The message ends with the
- * worker's last stderr lines.
- *
- * @example
- * ```ts ignore
- * import { NotReadyError, Supervisor } from "@graceful/http/restart";
- *
- * try {
- *   await new Supervisor({ command: ["deno", "run", "broken.ts"] }).start();
- * } catch (error) {
- *   if (error instanceof NotReadyError) console.error(error.message);
- * }
- * ```
- */
-export class NotReadyError extends Error {
-  /** Always `"NotReadyError"`. */
-  override name = "NotReadyError";
-}
+export { NotReadyError } from "./_reports.ts";
+export { MAX_WORKERS, type SupervisorOptions } from "./_supervisor_options.ts";
 
 /**
  * Runs N workers of one command on one port and replaces them without
@@ -106,10 +53,8 @@ export class Supervisor {
   #group: Worker[] = [];
   #readyTimeout: number;
   #stopTimeout: number;
-  #initialBackoff: number;
-  #stableAfter: number;
-  /** Next crash delay per slot (index in #serving). */
-  #backoff = new Map<number, number>();
+  /** The crash delay of each slot (index in #serving). */
+  #backoff: Backoff;
   #logger: Logger;
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
@@ -131,35 +76,14 @@ export class Supervisor {
    * nothing: no process, no file, no socket.
    */
   constructor(options: SupervisorOptions) {
-    if (
-      !Array.isArray(options.command) || options.command.length === 0 ||
-      !options.command.every((part) => typeof part === "string")
-    ) {
-      throw new TypeError(
-        `command: expected a non-empty array of strings, got ${
-          JSON.stringify(options.command)
-        }`,
-      );
-    }
-    const workers = options.workers ?? 1;
-    if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
-      throw new TypeError(
-        `workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${workers}`,
-      );
-    }
-    this.#command = options.command;
-    this.#count = workers;
-    this.#preDrain = duration("preDrain", options.preDrain, 1000);
-    if (options.steer !== undefined && typeof options.steer !== "boolean") {
-      throw new TypeError(
-        `steer: expected true or false, got ${describe(options.steer)}`,
-      );
-    }
-    this.#steer = options.steer ?? true;
-    this.#readyTimeout = duration("readyTimeout", options.readyTimeout, 30_000);
-    this.#stopTimeout = duration("stopTimeout", options.stopTimeout, 60_000);
-    this.#initialBackoff = duration("crashBackoff", options.crashBackoff, 100);
-    this.#stableAfter = duration("stableAfter", options.stableAfter, 60_000);
+    const settings = supervisorSettings(options);
+    this.#command = settings.command;
+    this.#count = settings.workers;
+    this.#preDrain = settings.preDrain;
+    this.#steer = settings.steer;
+    this.#readyTimeout = settings.readyTimeout;
+    this.#stopTimeout = settings.stopTimeout;
+    this.#backoff = new Backoff(settings.crashBackoff, settings.stableAfter);
     this.#logger = resolveLogger(options.logger);
   }
 
@@ -252,21 +176,7 @@ export class Supervisor {
 
   /** Reads `net.ipv4.tcp_migrate_req`: "1", "0", or undefined if unknown. */
   static migrateReq(): string | undefined {
-    const file = "/proc/sys/net/ipv4/tcp_migrate_req";
-    try {
-      return Deno.readTextFileSync(file).trim();
-    } catch {
-      // Deno wants --allow-all for /proc/sys; the supervisor can run `cat`.
-    }
-    try {
-      const out = new Deno.Command("cat", { args: [file], stderr: "null" })
-        .outputSync();
-      return out.success
-        ? new TextDecoder().decode(out.stdout).trim()
-        : undefined;
-    } catch {
-      return undefined;
-    }
+    return readMigrateReq();
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -437,9 +347,7 @@ export class Supervisor {
     index: number,
     uptime: number,
   ) {
-    let delay = this.#backoff.get(index) ?? this.#initialBackoff;
-    if (uptime >= this.#stableAfter) delay = this.#initialBackoff;
-    this.#backoff.set(index, Math.min(delay * 2, MAX_BACKOFF));
+    const delay = this.#backoff.next(index, uptime);
     this.#logger.error(
       `worker pid ${worker.pid} (generation ${worker.generation}) ${
         describeExit(status)
@@ -504,12 +412,4 @@ export class Supervisor {
     worker.kill("SIGKILL");
     await worker.exited;
   }
-}
-
-/** The worker's last stderr lines, for an error report. */
-function lastLines(worker: Worker): string {
-  const lines = worker.lastLines;
-  return lines.length
-    ? `; its last stderr lines:\n  ${lines.join("\n  ")}`
-    : "";
 }

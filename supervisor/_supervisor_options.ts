@@ -1,0 +1,90 @@
+/**
+ * The supervisor's options: their types, defaults and validation (each bad
+ * value a `TypeError` naming the option and the value), before anything
+ * starts.
+ */
+import { describe, type Logger } from "../lifecycle/_log.ts";
+import { duration } from "../lifecycle/_timer.ts";
+
+/** Most workers one supervisor runs (each is a whole Deno process). */
+export const MAX_WORKERS = 64;
+
+/** Options for {@linkcode Supervisor}. */
+export interface SupervisorOptions {
+  /** The worker command, e.g. `["deno", "run", "-A", "--unstable-net", "server.ts"]`. */
+  command: string[];
+  /** How many workers share the port. Default 1. */
+  workers?: number;
+  /** How long (ms) a retiring worker answers with `Connection: close` before closing its listener. Default 1000. */
+  preDrain?: number;
+  /** How long (ms) a new worker may take to report ready. Default 30 000. */
+  readyTimeout?: number;
+  /** How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000. */
+  stopTimeout?: number;
+  /** First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100. */
+  crashBackoff?: number;
+  /**
+   * Once a worker has run this long (ms), a crash of its slot starts the
+   * backoff over at `crashBackoff`. Default 60 000.
+   */
+  stableAfter?: number;
+  /**
+   * Steer new connections away from a retiring worker before it closes its
+   * listener (Linux; the workers need `--allow-ffi`): with
+   * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
+   * old worker then exits before the next slot restarts. Default true.
+   */
+  steer?: boolean;
+  /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
+  logger?: Logger | false;
+}
+
+/** The options with their defaults, validated. */
+export interface SupervisorSettings {
+  command: string[];
+  workers: number;
+  preDrain: number;
+  steer: boolean;
+  readyTimeout: number;
+  stopTimeout: number;
+  crashBackoff: number;
+  stableAfter: number;
+}
+
+/** Validates `options`; throws a `TypeError` naming a bad one. */
+export function supervisorSettings(
+  options: SupervisorOptions,
+): SupervisorSettings {
+  if (
+    !Array.isArray(options.command) || options.command.length === 0 ||
+    !options.command.every((part) => typeof part === "string")
+  ) {
+    throw new TypeError(
+      `command: expected a non-empty array of strings, got ${
+        JSON.stringify(options.command)
+      }`,
+    );
+  }
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    throw new TypeError(
+      `workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${workers}`,
+    );
+  }
+  const preDrain = duration("preDrain", options.preDrain, 1000);
+  if (options.steer !== undefined && typeof options.steer !== "boolean") {
+    throw new TypeError(
+      `steer: expected true or false, got ${describe(options.steer)}`,
+    );
+  }
+  return {
+    command: options.command,
+    workers,
+    preDrain,
+    steer: options.steer ?? true,
+    readyTimeout: duration("readyTimeout", options.readyTimeout, 30_000),
+    stopTimeout: duration("stopTimeout", options.stopTimeout, 60_000),
+    crashBackoff: duration("crashBackoff", options.crashBackoff, 100),
+    stableAfter: duration("stableAfter", options.stableAfter, 60_000),
+  };
+}
