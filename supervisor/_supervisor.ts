@@ -6,6 +6,7 @@
 import { type Logger, resolveLogger, since } from "../lifecycle/_log.ts";
 import { timer } from "../lifecycle/_timer.ts";
 import { Backoff } from "./_backoff.ts";
+import { Group } from "./_group.ts";
 import {
   describeExit,
   lastLines,
@@ -43,14 +44,8 @@ export class Supervisor {
   #count: number;
   #preDrain: number;
   #steer: boolean;
-  /**
-   * The port's reuseport group as the kernel orders it: workers join at the
-   * end when they report ready; one that exits is replaced in its slot by
-   * the last (see `_steer.ts`). Joins and exits are serialized by the
-   * queue (an old worker exits before the next one starts), so the order
-   * holds; if it ever did not, steering degrades to the kernel's hash.
-   */
-  #group: Worker[] = [];
+  /** The port's reuseport group, in the kernel's order (see `_group.ts`). */
+  #group = new Group<Worker>();
   #readyTimeout: number;
   #stopTimeout: number;
   /** The crash delay of each slot (index in #serving). */
@@ -286,8 +281,8 @@ export class Supervisor {
       throw new NotReadyError("stopping");
     }
     if (outcome === "ready") {
-      this.#group.push(worker);
-      worker.exited.then(() => this.#leave(worker));
+      this.#group.join(worker);
+      worker.exited.then(() => this.#group.leave(worker));
       this.#logger.info(
         `worker pid ${worker.pid} (generation ${generation}) ready in ${
           since(worker.started)
@@ -309,19 +304,11 @@ export class Supervisor {
     throw new NotReadyError(why + lastLines(worker));
   }
 
-  /** The kernel moves the group's last socket into a leaver's slot. */
-  #leave(worker: Worker) {
-    const at = this.#group.indexOf(worker);
-    if (at < 0) return;
-    const last = this.#group.pop()!;
-    if (at < this.#group.length) this.#group[at] = last;
-  }
-
   /** Asks `old` to steer new connections to the rest of its group. */
   #steerAway(old: Worker): boolean {
     const at = this.#group.indexOf(old);
-    if (!this.#steer || at < 0 || this.#group.length < 2) return false;
-    old.send({ kind: "steer", exclude: at, count: this.#group.length });
+    if (!this.#steer || at < 0 || this.#group.size < 2) return false;
+    old.send({ kind: "steer", exclude: at, count: this.#group.size });
     return true;
   }
 
