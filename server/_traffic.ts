@@ -4,7 +4,7 @@
  * draining, answers the health path, and at the deadline cuts what is left.
  * It owns the in-flight registry; the server owns the lifecycle.
  */
-import { endable, hasOpenEndedBody, isEventStream } from "./_response_body.ts";
+import { hasOpenEndedBody, isEventStream } from "./_response_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
 import { InFlight } from "./_in_flight.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
@@ -23,7 +23,8 @@ import {
   streamOpen,
 } from "./_body_guard.ts";
 import { BodyWait } from "./_body_wait.ts";
-import { OpenStream, Work } from "./_work.ts";
+import { type OpenStream, Work } from "./_work.ts";
+import { OpenStreams } from "./_open_streams.ts";
 import { Budget } from "./_read_ahead.ts";
 import {
   enterSlot,
@@ -72,7 +73,8 @@ export class Traffic implements GuardOwner, Arrivals {
   #withBody = new Map<Request, Work>();
   /** The request bodies the drain waits for. */
   readonly #bodies: BodyWait;
-  #streams = new Set<OpenStream>();
+  /** Streaming responses the deadline can end. */
+  #streams = new OpenStreams(() => this.#finished());
   #options: TrafficOptions;
   /** The read-ahead budget (unused where bodies need no guard). */
   readonly budget!: Budget;
@@ -352,11 +354,7 @@ export class Traffic implements GuardOwner, Arrivals {
       this.#forget(work);
       work.resolve?.(this.#refusal(work.request, "server shutting down\n"));
     }
-    for (const stream of [...this.#streams]) {
-      report(stream, "stream ended");
-      this.#streams.delete(stream);
-      stream.body.end();
-    }
+    for (const stream of this.#streams.endAll()) report(stream, "stream ended");
     return cut;
   }
 
@@ -391,24 +389,11 @@ export class Traffic implements GuardOwner, Arrivals {
     if (
       ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {
-      res = this.#track(request, work?.start, res);
+      res = this.#streams.wrap(request, work?.start, res);
     } else {
       this.#finished();
     }
     return res;
-  }
-
-  #track(request: Request, start: number | undefined, res: Response): Response {
-    const body = endable(res.body!, () => {
-      if (this.#streams.delete(stream)) this.#finished();
-    });
-    const stream = new OpenStream(request, start, body);
-    this.#streams.add(stream);
-    return new Response(body.stream, {
-      status: res.status,
-      statusText: res.statusText,
-      headers: res.headers,
-    });
   }
 
   #finished() {

@@ -1,0 +1,45 @@
+/**
+ * The streaming responses of one server that the deadline can end: each
+ * wrapped so that `end()` finishes it as a complete response
+ * (`_response_body.ts`), counted in flight until it ends.
+ */
+import { endable } from "./_response_body.ts";
+import { OpenStream } from "./_work.ts";
+
+/** The open streams of one server. */
+export class OpenStreams {
+  #open = new Set<OpenStream>();
+
+  /** `ended`: called once for each stream that ends by itself. */
+  constructor(readonly ended: () => void) {}
+
+  /** Streams still open. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Wraps the streaming body of `res` (a JS stream of unknown length) and
+   * keeps it until it ends; `start` as for `Work`.
+   */
+  wrap(request: Request, start: number | undefined, res: Response): Response {
+    const body = endable(res.body!, () => {
+      if (this.#open.delete(stream)) this.ended();
+    });
+    const stream = new OpenStream(request, start, body);
+    this.#open.add(stream);
+    return new Response(body.stream, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  }
+
+  /** At the deadline: ends every open stream cleanly; returns them. */
+  endAll(): OpenStream[] {
+    const all = [...this.#open];
+    this.#open.clear();
+    for (const stream of all) stream.body.end();
+    return all;
+  }
+}
