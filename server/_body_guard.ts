@@ -7,15 +7,15 @@
  * (taken before anything routes them).
  */
 import {
-  BODY_METHODS,
+  type BODY_METHODS,
   type RequestMembers,
   requestMembers,
   streamState,
 } from "../lifecycle/_deno.ts";
 import { type Budget, Route } from "./_read_ahead.ts";
 
+/** A body-reading method of `Request`. */
 export type Method = typeof BODY_METHODS[number];
-export const METHODS = BODY_METHODS;
 
 const found = requestMembers();
 /**

@@ -33,6 +33,7 @@
  * through such captured members and held unread and unlocked when the drain
  * starts: that one is read ahead, and the app's own later read of it fails.
  */
+import { BODY_METHODS } from "../lifecycle/_deno.ts";
 import {
   BodyGuard,
   type BodySlot,
@@ -40,7 +41,6 @@ import {
   type GuardOwner,
   guardSlot,
   type Method,
-  METHODS,
   nativeBody,
   nativeBodyUsed,
   nativeClone,
@@ -180,7 +180,7 @@ export function register(owner: GuardOwner): void {
       configurable: true,
       writable: true,
     },
-    ...Object.fromEntries(METHODS.map((method) => [method, {
+    ...Object.fromEntries(BODY_METHODS.map((method) => [method, {
       value: {
         [method](this: Request) {
           return consume(this, method);
