@@ -1,12 +1,13 @@
 /**
- * Behind a balancer: failed requests per restart through real nginx and
- * HAProxy (the recipes of examples/deploy/), 300 req/s from a client that
+ * Behind a balancer: failed requests per restart through real nginx,
+ * HAProxy and Caddy (the recipes of examples/deploy/), 300 req/s from a client that
  * never retries, backends restarted one at a time (see tests/_balancers.ts).
  */
 import { Proc } from "./_run.ts";
 import {
   type BalancerRun,
   balancerRun,
+  CADDY,
   HAPROXY,
   NGINX,
 } from "../tests/_balancers.ts";
@@ -40,6 +41,12 @@ function configs(rounds: number, smoke: boolean): Config[] {
     { balancer: "nginx", post: true, rounds, drainDelay: 1000 },
     { balancer: "nginx → supervisor", post: false, rounds: 2 * rounds },
     { balancer: "nginx → supervisor", post: true, rounds: 2 * rounds },
+    { balancer: "caddy", post: false, rounds, drainDelay: 0 },
+    { balancer: "caddy", post: true, rounds, drainDelay: 0 },
+    { balancer: "caddy", post: false, rounds, drainDelay: SELF_ENDING },
+    { balancer: "caddy", post: true, rounds, drainDelay: SELF_ENDING },
+    { balancer: "caddy → supervisor", post: false, rounds: 2 * rounds },
+    { balancer: "caddy → supervisor", post: true, rounds: 2 * rounds },
   ];
 }
 
@@ -48,16 +55,27 @@ const median = (values: number[]) => {
   return sorted[Math.floor(sorted.length / 2)];
 };
 
-/** Runs every configuration whose balancer is installed. */
+/**
+ * Runs every configuration whose balancer is installed; `only`, if given,
+ * keeps those whose balancer starts with one of its names.
+ */
 export async function balancers(
   rounds: number,
   smoke: boolean,
   log: (line: string) => void,
+  only?: string[],
 ): Promise<BalancerRow[]> {
   Proc.limitMs = undefined;
   const rows: BalancerRow[] = [];
   for (const config of configs(rounds, smoke)) {
-    const needs = config.balancer === "haproxy" ? HAPROXY : NGINX;
+    if (only && !only.some((name) => config.balancer.startsWith(name))) {
+      continue;
+    }
+    const needs = config.balancer === "haproxy"
+      ? HAPROXY
+      : config.balancer.startsWith("caddy")
+      ? CADDY
+      : NGINX;
     if (!needs) {
       log(`balancers: ${config.balancer} not installed, row skipped`);
       continue;
@@ -74,7 +92,7 @@ export async function balancers(
     });
     const row: BalancerRow = {
       ...run,
-      drainDelay: config.balancer === "nginx → supervisor"
+      drainDelay: config.balancer.endsWith("→ supervisor")
         ? "— (supervisor: 1 s pre-drain)"
         : JSON.stringify(config.drainDelay ?? 0),
       ...(run.exits.length

@@ -23,7 +23,7 @@ import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -32,6 +32,7 @@ try {
     report: { type: "boolean" },
     only: { type: "string" },
     bodies: { type: "string" },
+    balancers: { type: "string" },
     out: { type: "string" },
   });
   if (parsed.positionals.length) {
@@ -170,7 +171,12 @@ if (wanted("memory")) {
   results.memory = await supervisorMemory(restarts, smoke ? 2 : 100, log);
 }
 if (wanted("balancers")) {
-  results.balancers = await balancers(smoke ? 1 : long ? 20 : 10, smoke, log);
+  results.balancers = await balancers(
+    smoke ? 1 : long ? 20 : 10,
+    smoke,
+    log,
+    (flags.balancers as string | undefined)?.split(","),
+  );
 }
 if (wanted("restarts")) {
   const probe = await netns();

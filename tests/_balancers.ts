@@ -1,5 +1,5 @@
 /**
- * Real load balancers for the tests and the benchmark: nginx and HAProxy run
+ * Real load balancers for the tests and the benchmark: nginx, HAProxy and Caddy run
  * in the foreground with the recipes of examples/deploy/ (ports replaced)
  * and files of their own in a temporary directory, never as services. A
  * client that never retries sends 300 req/s through them while the
@@ -37,6 +37,8 @@ function binary(name: string): string | undefined {
 export const NGINX: string | undefined = binary("nginx");
 /** HAProxy's path, if installed. */
 export const HAPROXY: string | undefined = binary("haproxy");
+/** Caddy's path, if installed. */
+export const CADDY: string | undefined = binary("caddy");
 
 /** A recipe with its example ports (8080 front, 8081/8082 backends) replaced. */
 export async function recipe(
@@ -66,8 +68,12 @@ async function appears(path: string, proc: Proc, ms = 10_000) {
 }
 
 /** Runs `command` in the foreground; resolves once `ready` exists. */
-async function foreground(command: string[], ready: string): Promise<Proc> {
-  const proc = new Proc([], {}, command, true);
+async function foreground(
+  command: string[],
+  ready: string,
+  env: Record<string, string> = {},
+): Promise<Proc> {
+  const proc = new Proc([], env, command, true);
   await appears(ready, proc);
   return proc;
 }
@@ -110,6 +116,33 @@ export async function haproxy(dir: string, config: string): Promise<Proc> {
   );
 }
 
+/**
+ * Caddy with `caddyfile` in `dir`, once it listens (it writes its pid file
+ * after its servers have started). Its data and config directories are in
+ * `dir` too: nothing is written to the user's.
+ */
+export async function caddy(dir: string, caddyfile: string): Promise<Proc> {
+  await Deno.writeTextFile(`${dir}/Caddyfile`, caddyfile);
+  return await foreground(
+    [
+      CADDY!,
+      "run",
+      "--config",
+      `${dir}/Caddyfile`,
+      "--adapter",
+      "caddyfile",
+      "--pidfile",
+      `${dir}/caddy.pid`,
+    ],
+    `${dir}/caddy.pid`,
+    {
+      HOME: dir,
+      XDG_DATA_HOME: `${dir}/data`,
+      XDG_CONFIG_HOME: `${dir}/config`,
+    },
+  );
+}
+
 /** HAProxy's view of a server of backend `app`: "UP", "DOWN", ... */
 async function serverStatus(dir: string, server: string): Promise<string> {
   const conn = await Deno.connect({
@@ -136,9 +169,35 @@ async function upIn(dir: string, server: string, ms = 10_000) {
   throw new Error(`HAProxy never saw ${server} up (last: ${status})`);
 }
 
+/**
+ * Waits until `front` answers with a response from process `pid` (the
+ * fixture's `ok <pid>`): the balancer is sending to that backend again. Caddy
+ * 2.6 has no health state to ask (its admin API shows none), and answers a
+ * POST with 503 at once while no backend is healthy, so a rolling restart
+ * must not drain the next backend before the last one is back.
+ */
+async function servedBy(front: number, pid: number, ms = 10_000) {
+  const until = performance.now() + ms;
+  let seen = "";
+  while (performance.now() < until) {
+    const res = await fetch(`http://127.0.0.1:${front}/`, {
+      headers: { connection: "close" },
+    });
+    // The fixture answers "/" with "ok <pid>".
+    seen = `${res.status} ${(await res.text()).trim()}`;
+    if (seen === `200 ok ${pid}`) return;
+  }
+  throw new Error(`the balancer never sent to pid ${pid} (last: ${seen})`);
+}
+
 /** What one run through a balancer gave. */
 export interface BalancerRun extends LoadCounts {
-  balancer: "haproxy" | "nginx" | "nginx → supervisor";
+  balancer:
+    | "haproxy"
+    | "nginx"
+    | "caddy"
+    | "nginx → supervisor"
+    | "caddy → supervisor";
   request: "get" | "post";
   /** Backend restarts (each backend counts once per rolling round). */
   restarts: number;
@@ -172,7 +231,7 @@ export async function balancerRun(
     let restart: () => Promise<number>;
     let stop = () => Promise.resolve();
     let front_: Proc;
-    if (balancer === "nginx → supervisor") {
+    if (balancer.endsWith("→ supervisor")) {
       const supervisor = new Proc([
         ...SUPERVISOR_FLAGS,
         RESTART,
@@ -188,11 +247,17 @@ export async function balancerRun(
       ]);
       procs.push(supervisor);
       await supervisor.waitFor(/generation 1\) ready/);
-      const site = (await recipe("nginx.conf", {
-        8080: front,
-        8081: ports[0],
-      })).replace(/^\s*server 127\.0\.0\.1:8082.*\n/m, "");
-      front_ = await nginx(dir, site);
+      const example = { 8080: front, 8081: ports[0] };
+      if (balancer === "nginx → supervisor") {
+        const site = (await recipe("nginx.conf", example))
+          .replace(/^\s*server 127\.0\.0\.1:8082.*\n/m, "");
+        front_ = await nginx(dir, site);
+      } else {
+        // The same recipe with one upstream: the supervisor's port.
+        const site = (await recipe("Caddyfile", example))
+          .replace(" 127.0.0.1:8082 {", " {");
+        front_ = await caddy(dir, site);
+      }
       let generation = 1;
       stop = async () => {
         supervisor.kill("SIGTERM");
@@ -220,6 +285,8 @@ export async function balancerRun(
         front_ = await haproxy(dir, await recipe("haproxy.cfg", example));
         await upIn(dir, "a");
         await upIn(dir, "b");
+      } else if (balancer === "caddy") {
+        front_ = await caddy(dir, await recipe("Caddyfile", example));
       } else {
         front_ = await nginx(dir, await recipe("nginx.conf", example));
       }
@@ -233,6 +300,7 @@ export async function balancerRun(
           logs.push(old.stderr);
           await startBackend(i);
           if (balancer === "haproxy") await upIn(dir, i === 0 ? "a" : "b");
+          if (balancer === "caddy") await servedBy(front, backends[i].pid);
         }
         return 2;
       };
@@ -263,7 +331,7 @@ export async function balancerRun(
     client.kill("SIGTERM");
     await client.status;
     const result = JSON.parse(client.stdout.trim().split("\n").pop()!);
-    front_.kill(balancer === "haproxy" ? "SIGTERM" : "SIGQUIT");
+    front_.kill(balancer.startsWith("nginx") ? "SIGQUIT" : "SIGTERM");
     await front_.status;
     await stop();
     return {

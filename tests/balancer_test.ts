@@ -4,9 +4,20 @@
  * backends restarted under it. Every failed request counts.
  */
 import assert from "node:assert/strict";
-import { type BalancerRun, balancerRun, HAPROXY, NGINX } from "./_balancers.ts";
+import {
+  type BalancerRun,
+  balancerRun,
+  CADDY,
+  HAPROXY,
+  NGINX,
+} from "./_balancers.ts";
 
-for (const [name, path] of [["nginx", NGINX], ["haproxy", HAPROXY]]) {
+for (
+  const [name, path] of [["nginx", NGINX], ["haproxy", HAPROXY], [
+    "caddy",
+    CADDY,
+  ]]
+) {
   if (!path) {
     console.error(
       `skipped: the ${name} tests need ${name} (apt-get install ${name})`,
@@ -74,6 +85,52 @@ for (const post of [false, true]) {
     async fn() {
       assertNoFailure(
         await balancerRun({ balancer: "nginx → supervisor", post, rounds: 5 }),
+      );
+    },
+  });
+}
+
+for (const post of [false, true]) {
+  Deno.test({
+    name:
+      `Caddy (examples/deploy/Caddyfile) + 2 backends with drainDelay { max: 5000, quiet: 200 }: 6 rolling restarts under 300 ${
+        post ? "POST/s" : "GET/s"
+      } lose nothing; each old backend exits well before the delay's max`,
+    ignore: !CADDY,
+    async fn() {
+      const run = await balancerRun({
+        balancer: "caddy",
+        post,
+        rounds: 3,
+        backend: {
+          healthPath: "/healthz",
+          drainDelay: { max: 5000, quiet: 200 },
+        },
+      });
+      assertNoFailure(run);
+      for (const log of run.logs) {
+        assert.match(
+          log,
+          /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms/,
+        );
+      }
+      // Caddy checks every 500 ms, then 200 ms of quiet.
+      assert.ok(
+        Math.max(...run.exits) < 2500,
+        `SIGTERM → exit: ${run.exits.join(", ")} ms`,
+      );
+    },
+  });
+
+  Deno.test({
+    name:
+      `Caddy (examples/deploy/Caddyfile, one upstream) → the restart.ts supervisor: 5 restarts under 300 ${
+        post ? "POST/s" : "GET/s"
+      } lose nothing`,
+    ignore: !CADDY,
+    async fn() {
+      assertNoFailure(
+        await balancerRun({ balancer: "caddy → supervisor", post, rounds: 5 }),
       );
     },
   });
