@@ -12,7 +12,7 @@ import {
   requestMembers,
   streamState,
 } from "../lifecycle/_deno.ts";
-import { type Budget, Route } from "./_read_ahead.ts";
+import { type Budget, chunkReader, Route } from "./_read_ahead.ts";
 
 /** A body-reading method of `Request`. */
 export type Method = typeof BODY_METHODS[number];
@@ -293,8 +293,9 @@ export class BodyGuard {
       this.#owner.track(this);
       return undefined;
     }
+    const length = Number(this.#request.headers.get("content-length") ?? NaN);
     this.#route = new Route(
-      body.getReader(),
+      chunkReader(body, Number.isSafeInteger(length) ? length : undefined),
       this.#owner.budget,
       () => this.#settle(),
     );

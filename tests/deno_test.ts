@@ -361,3 +361,31 @@ Deno.test("the supported range reads the same in lifecycle/_deno.ts, .ci/run and
     "the README states the range",
   );
 });
+
+Deno.test("canary: a request body is a byte stream, so the drain reads it into buffers of its own size (not Deno's 64 KiB)", async () => {
+  const { chunkReader } = await import("../server/_read_ahead.ts");
+  const sizes: number[] = [];
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const reader = chunkReader(req.body!, 4096);
+      let total = 0;
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        total += value.byteLength;
+        sizes.push(value.buffer.byteLength);
+      }
+      return new Response(String(total));
+    },
+  );
+  const res = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+    method: "POST",
+    body: payload(4096),
+  });
+  assert.equal(await res.text(), "4096");
+  assert.ok(
+    sizes.length > 0 && sizes.every((size) => size <= 4096),
+    `${sizes}`,
+  );
+});
