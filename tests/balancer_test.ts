@@ -31,37 +31,51 @@ function assertNoFailure(run: BalancerRun) {
   assert.ok(run.ok >= 1000, `only ${run.ok} requests answered`);
 }
 
-for (const post of [false, true]) {
-  Deno.test({
-    name:
-      `HAProxy (examples/deploy/haproxy.cfg) + 2 backends with drainDelay { max: 5000, quiet: 200 }: 6 rolling restarts under 300 ${
-        post ? "POST/s" : "GET/s"
-      } lose nothing; each old backend exits well before the delay's max`,
-    ignore: !HAPROXY,
-    async fn() {
-      const run = await balancerRun({
-        balancer: "haproxy",
-        post,
-        rounds: 3,
-        backend: {
-          healthPath: "/healthz",
-          drainDelay: { max: 5000, quiet: 200 },
-        },
-      });
-      assertNoFailure(run);
-      for (const log of run.logs) {
-        assert.match(
-          log,
-          /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms/,
+/** Balancers that probe the health path, with the recipe each runs as it is. */
+const PROBING = [
+  {
+    balancer: "haproxy",
+    label: "HAProxy",
+    recipe: "haproxy.cfg",
+    path: HAPROXY,
+  },
+  { balancer: "caddy", label: "Caddy", recipe: "Caddyfile", path: CADDY },
+] as const;
+
+for (const { balancer, label, recipe, path } of PROBING) {
+  for (const post of [false, true]) {
+    Deno.test({
+      name:
+        `${label} (examples/deploy/${recipe}) + 2 backends with drainDelay { max: 5000, quiet: 200 }: 6 rolling restarts under 300 ${
+          post ? "POST/s" : "GET/s"
+        } lose nothing; each old backend exits well before the delay's max`,
+      ignore: !path,
+      async fn() {
+        const run = await balancerRun({
+          balancer,
+          post,
+          rounds: 3,
+          backend: {
+            healthPath: "/healthz",
+            drainDelay: { max: 5000, quiet: 200 },
+          },
+        });
+        assertNoFailure(run);
+        for (const log of run.logs) {
+          assert.match(
+            log,
+            /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms/,
+          );
+        }
+        // Both check every 500 ms (one failure takes a backend out), then
+        // 200 ms of quiet.
+        assert.ok(
+          Math.max(...run.exits) < 2500,
+          `SIGTERM → exit: ${run.exits.join(", ")} ms`,
         );
-      }
-      // HAProxy checks every 500 ms (fall 1), then 200 ms of quiet.
-      assert.ok(
-        Math.max(...run.exits) < 2500,
-        `SIGTERM → exit: ${run.exits.join(", ")} ms`,
-      );
-    },
-  });
+      },
+    });
+  }
 }
 
 Deno.test({
@@ -91,37 +105,6 @@ for (const post of [false, true]) {
 }
 
 for (const post of [false, true]) {
-  Deno.test({
-    name:
-      `Caddy (examples/deploy/Caddyfile) + 2 backends with drainDelay { max: 5000, quiet: 200 }: 6 rolling restarts under 300 ${
-        post ? "POST/s" : "GET/s"
-      } lose nothing; each old backend exits well before the delay's max`,
-    ignore: !CADDY,
-    async fn() {
-      const run = await balancerRun({
-        balancer: "caddy",
-        post,
-        rounds: 3,
-        backend: {
-          healthPath: "/healthz",
-          drainDelay: { max: 5000, quiet: 200 },
-        },
-      });
-      assertNoFailure(run);
-      for (const log of run.logs) {
-        assert.match(
-          log,
-          /balancer stopped sending after \d+ ms \(health path first answered 503 at \+\d+ ms/,
-        );
-      }
-      // Caddy checks every 500 ms, then 200 ms of quiet.
-      assert.ok(
-        Math.max(...run.exits) < 2500,
-        `SIGTERM → exit: ${run.exits.join(", ")} ms`,
-      );
-    },
-  });
-
   Deno.test({
     name:
       `Caddy (examples/deploy/Caddyfile, one upstream) → the restart.ts supervisor: 5 restarts under 300 ${
