@@ -2,8 +2,10 @@
  * Zero-downtime restarts: a supervisor that runs your server as workers on
  * one port (`SO_REUSEPORT`) and replaces them on SIGHUP without losing a
  * request. The new generation must report ready before the old one drains;
- * the old one first answers with `Connection: close` for `preDrain` ms, then
- * drains. A new generation that fails is rolled back.
+ * the old one first answers with `Connection: close` (the pre-drain: at
+ * most `preDrain` ms, less once it is quiet, never less than
+ * `rollbackWindow`), then drains. A new generation that fails before the
+ * pre-drain ends is rolled back.
  *
  * ```sh
  * deno run --allow-run --allow-read restart.ts \
@@ -192,8 +194,12 @@ function watch(
 const USAGE = `usage: restart.ts [options] -- <command...>
 options:
   --workers N          workers sharing the port (default 1, at most 64)
-  --pre-drain MS       Connection: close window before an old worker drains,
-                       also the rollback window for the new one (default 1000)
+  --pre-drain MS       longest Connection: close window before an old worker
+                       drains; it ends once the old worker is quiet (Linux,
+                       workers with --allow-ffi) (default 1000)
+  --rollback-window MS the pre-drain lasts at least this long after the new
+                       worker is ready; a new worker that dies within it is
+                       rolled back (default 100, at most --pre-drain)
   --ready-timeout MS   time a new worker has to report ready (default 30000)
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
@@ -227,6 +233,7 @@ export function parseArgs(args: string[]): SuperviseOptions {
     parsed = parseFlags(own, {
       workers: { type: "string" },
       "pre-drain": { type: "string" },
+      "rollback-window": { type: "string" },
       "ready-timeout": { type: "string" },
       "stop-timeout": { type: "string" },
       watch: { type: "string" },
@@ -253,6 +260,15 @@ export function parseArgs(args: string[]): SuperviseOptions {
     options.workers = wholeNumber("--workers", get("workers")!, 1, MAX_WORKERS);
   }
   if (get("pre-drain") !== undefined) options.preDrain = ms("pre-drain", 0);
+  if (get("rollback-window") !== undefined) {
+    options.rollbackWindow = ms("rollback-window", 0);
+    const most = options.preDrain ?? 1000;
+    if (options.rollbackWindow > most) {
+      throw new Error(
+        `--rollback-window: expected at most --pre-drain (${most} ms), got ${options.rollbackWindow}`,
+      );
+    }
+  }
   if (get("ready-timeout") !== undefined) {
     options.readyTimeout = ms("ready-timeout", 1);
   }

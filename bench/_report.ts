@@ -105,8 +105,8 @@ export function markdown(r: Results): string {
     lines.push(
       "## Restarts under 1000 req/s from a client that never retries",
       "",
-      "| method | client | requests sent | tcp_migrate_req | restarts | requests | failed | per restart | failures by kind |",
-      "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+      "| method | client | requests sent | tcp_migrate_req | restarts | requests | failed | per restart | signal → old gone, median / max ms | failures by kind |",
+      "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     );
     for (const x of r.restarts) {
       const kinds = Object.entries(x.failures).map(([k, v]) =>
@@ -121,12 +121,12 @@ export function markdown(r: Results): string {
           x.request === "post" ? "POST 4 KiB, read after 0–40 ms" : "GET"
         } | ${x.migrateReq} | ${x.restarts} | ${x.sent} | **${x.failed}** | ${
           (x.failed / x.restarts).toFixed(2)
-        } | ${kinds} |`,
+        } | ${timing(x.restartMs)} | ${kinds} |`,
       );
     }
     lines.push(
       "",
-      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). supervisor: restart.ts with its defaults and workers run with --allow-ffi (1 s pre-drain, new connections steered away from the old worker, listener detached where tcp_migrate_req=1).",
+      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). supervisor: restart.ts with its defaults and workers run with --allow-ffi (a pre-drain of at most 1 s that ends once the old worker is quiet, after the 100 ms rollback window; new connections steered away from the old worker, listener detached where tcp_migrate_req=1). Signal → old gone: from SIGHUP (SIGTERM for naive) until the new generation serves and the old one has exited.",
       "",
       "![Restart timeline](restarts.svg)",
       "",
@@ -280,4 +280,11 @@ export async function writeReports(
     await Deno.writeTextFile(`${dir}/restarts.svg`, svg(runs, windowMs));
   }
   return md;
+}
+
+/** "median / max" of a run's restart times, or "—" (older results). */
+function timing(ms: number[] | undefined): string {
+  if (!ms?.length) return "—";
+  const sorted = [...ms].sort((a, b) => a - b);
+  return `${sorted[Math.floor(sorted.length / 2)]} / ${sorted.at(-1)}`;
 }

@@ -42,6 +42,11 @@ export interface RestartRun extends LoadCounts {
   timeline: [number, number, number][];
   /** When each restart was triggered, ms after the load started. */
   marks: number[];
+  /**
+   * Per restart: ms from the signal until the new generation serves and the
+   * old one has exited (the supervisor's rolling restart is then complete).
+   */
+  restartMs?: number[];
 }
 
 const PORT = 18080;
@@ -50,8 +55,8 @@ const APP = new URL("../tests/fixtures/app.ts", import.meta.url).pathname;
 const WORKER_FLAGS = ["--allow-net", "--allow-env", "--unstable-net"];
 
 interface Target {
-  /** Triggers one restart and resolves when it is complete. */
-  restart(generation: number): Promise<void>;
+  /** Triggers one restart; resolves with its ms when it is complete. */
+  restart(generation: number): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -73,9 +78,11 @@ async function naive(prefix: string[]): Promise<Target> {
   let current = await spawn();
   return {
     async restart() {
+      const start = performance.now();
       current.kill("SIGTERM");
       await current.status;
       current = await spawn();
+      return performance.now() - start;
     },
     async stop() {
       current.kill("SIGTERM");
@@ -118,6 +125,7 @@ async function supervised(
   );
   return {
     async restart(generation) {
+      const start = performance.now();
       proc.kill("SIGHUP");
       await proc.waitFor(
         new RegExp(`generation ${generation} serving`),
@@ -127,6 +135,7 @@ async function supervised(
         new RegExp(`\\(generation ${generation - 1}\\) (exited|was killed)`),
         60_000,
       );
+      return performance.now() - start;
     },
     async stop() {
       proc.kill("SIGTERM");
@@ -179,13 +188,14 @@ export async function restartRun(
     await load.waitFor(/load running/);
     const started = performance.now();
     const marks: number[] = [];
+    const restartMs: number[] = [];
     for (let i = 0; i < restarts; i++) {
       const due = started + 500 + i * interval;
       await new Promise((r) =>
         setTimeout(r, Math.max(0, due - performance.now()))
       );
       marks.push(Math.round(performance.now() - started));
-      await target.restart(i + 2);
+      restartMs.push(Math.round(await target.restart(i + 2)));
     }
     load.kill("SIGTERM");
     await load.status;
@@ -207,6 +217,7 @@ export async function restartRun(
       samples: result.samples,
       timeline: result.timeline,
       marks,
+      restartMs,
     };
   } finally {
     await ns?.[Symbol.asyncDispose]();

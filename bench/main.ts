@@ -8,6 +8,7 @@
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
  *   deno task bench --only=overhead,shutdown,restarts,memory
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
+ *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
  *
  * All traffic stays on loopback (restarts in network namespaces of their
@@ -23,7 +24,7 @@ import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -34,6 +35,8 @@ try {
     bodies: { type: "string" },
     balancers: { type: "string" },
     out: { type: "string" },
+    methods: { type: "string" },
+    restarts: { type: "string" },
   });
   if (parsed.positionals.length) {
     throw new Error(
@@ -89,6 +92,34 @@ for (const body of BODIES) {
   }
 }
 
+const METHODS = ["naive", "handoff", "unsteered", "supervisor"] as const;
+const methods = (flags.methods as string | undefined)?.split(",") ??
+  [...METHODS];
+for (const method of methods) {
+  if (!(METHODS as readonly string[]).includes(method)) {
+    console.error(
+      `bench: --methods: unknown method ${JSON.stringify(method)}; use ${
+        METHODS.join(", ")
+      }`,
+    );
+    Deno.exit(2);
+  }
+}
+const restartCount = flags.restarts === undefined
+  ? undefined
+  : Number(flags.restarts);
+if (
+  restartCount !== undefined &&
+  (!Number.isInteger(restartCount) || restartCount < 1 || restartCount > 1000)
+) {
+  console.error(
+    `bench: --restarts: expected a whole number from 1 to 1000, got ${
+      JSON.stringify(flags.restarts)
+    }`,
+  );
+  Deno.exit(2);
+}
+
 const settings = smoke
   ? {
     rounds: 1,
@@ -115,6 +146,7 @@ const settings = smoke
     restarts: 50,
     interval: 1500,
   };
+if (restartCount !== undefined) settings.restarts = restartCount;
 
 async function machine(): Promise<Record<string, string | number>> {
   const cpu = (await sh(["cat", "/proc/cpuinfo"]).catch(() => ""))
@@ -189,20 +221,20 @@ if (wanted("restarts")) {
     ? [["supervisor", "keepalive", 1, "get"], ["supervisor", "new", 1, "post"]]
     : migrates.flatMap((m) =>
       (["keepalive", "new"] as const).flatMap((mode) => [
-        ...(["naive", "handoff", "unsteered", "supervisor"] as const).map((
-          method,
-        ) => [method, mode, m, "get"] as Config),
+        ...METHODS.map((method) => [method, mode, m, "get"] as Config),
         // POSTs: the supervisor with and without steering.
         ["unsteered", mode, m, "post"] as Config,
         ["supervisor", mode, m, "post"] as Config,
       ])
     ).concat(
-      // Two workers on the default kernel, new connection per request.
+      // Two workers on the default kernel.
       missing ? [] : [
         ["supervisor", "new", 0, "get", 2],
         ["supervisor", "new", 0, "post", 2],
+        ["supervisor", "keepalive", 0, "get", 2],
+        ["supervisor", "keepalive", 0, "post", 2],
       ],
-    );
+    ).filter(([method]) => methods.includes(method));
   for (const [method, mode, migrate, request, workers = 1] of configs) {
     const run = await restartRun(
       method,
@@ -219,7 +251,9 @@ if (wanted("restarts")) {
         workers > 1 ? ` (${workers} workers)` : ""
       } ${mode} ${request} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
         JSON.stringify(run.failures)
-      }`,
+      }; signal → old gone, median ${
+        [...run.restartMs!].sort((a, b) => a - b)[run.restartMs!.length >> 1]
+      } ms`,
     );
   }
 }

@@ -13,8 +13,13 @@ import { waitForQuiet } from "./_drain_delay.ts";
 import type { DrainResult } from "./_server_types.ts";
 import type { Traffic } from "./_traffic.ts";
 
-/** After detaching the listener, time for accepted connections to send a request. */
+/**
+ * After detaching the listener, the longest time for accepted connections
+ * to send a request (it ends sooner once the server is quiet).
+ */
 const DETACH_SETTLE_MS = 200;
+/** How often the settle looks whether the server is quiet. */
+const SETTLE_POLL_MS = 5;
 
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
@@ -36,6 +41,11 @@ export interface DrainHost {
   detach(): number;
   /** Calls Deno's `shutdown()` (once). */
   closeListener(): void;
+  /**
+   * True when every accepted connection is busy with a request or was told
+   * `Connection: close`; `undefined` if it cannot tell (`_census.ts`).
+   */
+  quiet(): boolean | undefined;
 }
 
 export async function runDrain(
@@ -67,7 +77,13 @@ export async function runDrain(
       `detached the listener on ${where}: new connections go elsewhere`,
     );
     const settle = timer(DETACH_SETTLE_MS, undefined);
-    await Promise.race([settle.promise, deadline.promise]);
+    const looking = new AbortController();
+    await Promise.race([
+      settle.promise,
+      deadline.promise,
+      quiet(host, looking.signal),
+    ]);
+    looking.abort();
     settle.clear();
   }
   // One macrotask for handlers to act on the signal: a WebSocket closed in
@@ -210,4 +226,18 @@ async function bodiesIn(
   if (arrived && host.traffic.bodiesPending > 0) {
     await bodiesIn(host, where, deadline);
   }
+}
+
+/**
+ * Resolves once `host` is quiet (looked at every few ms); never if it
+ * cannot tell, or until `signal` (the caller bounds the wait).
+ */
+async function quiet(host: DrainHost, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    const now = host.quiet();
+    if (now === undefined) break;
+    if (now) return;
+    await timer(SETTLE_POLL_MS, undefined).promise;
+  }
+  return new Promise(() => {});
 }

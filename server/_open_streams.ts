@@ -22,17 +22,27 @@ export class OpenStreams {
    * Wraps the streaming body of `res` (a JS stream of unknown length) and
    * keeps it until it ends; `start` as for `Work`.
    */
-  wrap(request: Request, start: number | undefined, res: Response): Response {
+  wrap(
+    request: Request,
+    start: number | undefined,
+    res: Response,
+    peer?: Deno.NetAddr,
+  ): Response {
     const body = endable(res.body!, () => {
       if (this.#open.delete(stream)) this.ended();
     });
-    const stream = new OpenStream(request, start, body);
+    const stream = new OpenStream(request, start, body, peer);
     this.#open.add(stream);
     return new Response(body.stream, {
       status: res.status,
       statusText: res.statusText,
       headers: res.headers,
     });
+  }
+
+  /** The client addresses of the open streams (where known). */
+  *peers(): Iterable<Deno.NetAddr> {
+    for (const stream of this.#open) if (stream.peer) yield stream.peer;
   }
 
   /** At the deadline: ends every open stream cleanly; returns them. */

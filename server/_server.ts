@@ -13,6 +13,7 @@ import type {
   ServeOptions,
 } from "./_server_types.ts";
 import { detachListeners } from "../supervisor/_detach.ts";
+import { census } from "../supervisor/_census.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
 export type {
   DrainResult,
@@ -269,6 +270,7 @@ class Server implements GracefulServer {
         if (detached > 0) this.#detached = true;
         return detached;
       },
+      quiet: () => this.#quiet(),
       closeListener: () =>
         void http.shutdown().then(this.#closed.resolve, this.#closed.reject),
     };
@@ -291,6 +293,7 @@ class Server implements GracefulServer {
         );
       },
       steer: (away) => this.#steer(away),
+      quiet: () => this.#quiet(),
     });
     // An already aborted signal drains at once, as a later abort would.
     if (signal?.aborted) queueMicrotask(() => this.shutdown("signal aborted"));
@@ -361,6 +364,23 @@ class Server implements GracefulServer {
   #steerFailed = false;
 
   /** See {@linkcode DrainTarget.steer}: one line says what happened. */
+  /**
+   * True when no client of this server can still send a request that was
+   * not announced: nothing is queued and every open connection is busy
+   * with a request or was told `Connection: close`. `undefined` when it
+   * cannot tell (see `_census.ts`).
+   */
+  #quiet(): boolean | undefined {
+    const addr = this.addr;
+    if (addr.transport !== "tcp") return undefined;
+    const found = census(addr);
+    if (!found) return undefined;
+    if (found.queued > 0) return false;
+    if (found.open.length === 0) return true;
+    const announced = this.#traffic.announcedPeers();
+    return found.open.every((peer) => announced.has(peer));
+  }
+
   #steer(away: { exclude: number; count: number } | undefined) {
     const where = describeAddr(this.addr);
     const failed = away

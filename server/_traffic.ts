@@ -25,6 +25,7 @@ import {
 import { BodyWait } from "./_body_wait.ts";
 import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
+import { peerKey } from "../supervisor/_census.ts";
 import { Budget } from "./_read_ahead.ts";
 import {
   enterSlot,
@@ -87,7 +88,20 @@ export class Traffic implements GuardOwner, Arrivals {
    * True during a supervisor's pre-drain: still serving, but every response
    * says `Connection: close` and the health path 503 (like `drainDelay`).
    */
-  preDraining = false;
+  get preDraining(): boolean {
+    return this.#preDraining;
+  }
+  set preDraining(on: boolean) {
+    this.#preDraining = on;
+    if (!on) this.#told.clear();
+  }
+  #preDraining = false;
+  /**
+   * Peers told `Connection: close` while draining or pre-draining: Deno
+   * keeps such a connection open until the client closes it, but no
+   * request may follow on it.
+   */
+  #told = new Set<string>();
   /**
    * Set just before Deno's `shutdown()`: from then on, a body that Deno
    * hands over may already be unreadable (denoland/deno#36809).
@@ -172,6 +186,21 @@ export class Traffic implements GuardOwner, Arrivals {
     return this.#pending.size + this.#streams.size;
   }
 
+  /**
+   * The peers ({@linkcode peerKey}) of the connections that cannot carry a
+   * request unannounced: busy with one (a handler still running or a
+   * stream still open: their responses say `Connection: close` once
+   * draining or pre-draining), or already told `Connection: close`.
+   */
+  announcedPeers(): Set<string> {
+    const busy = new Set<string>(this.#told);
+    for (const work of this.#pending.toArray()) {
+      if (work.info) busy.add(peerKey(work.info.remoteAddr));
+    }
+    for (const peer of this.#streams.peers()) busy.add(peerKey(peer));
+    return busy;
+  }
+
   /** The wrapped handler to give to `Deno.serve`. */
   handle = (
     request: Request,
@@ -239,7 +268,7 @@ export class Traffic implements GuardOwner, Arrivals {
   ): Response | Promise<Response> {
     const result = this.#call(request, info);
     if (!(result instanceof Promise)) {
-      return this.#settle(undefined, request, result);
+      return this.#settle(undefined, request, result, info);
     }
     const work = new Work(request);
     work.info = info;
@@ -372,7 +401,12 @@ export class Traffic implements GuardOwner, Arrivals {
   }
 
   /** Passes on `res`; `work` is the request's record, if it has one. */
-  #settle(work: Work | undefined, request: Request, res: Response): Response {
+  #settle(
+    work: Work | undefined,
+    request: Request,
+    res: Response,
+    info = work?.info,
+  ): Response {
     if (work) {
       this.#forget(work);
       if (work.stream && !work.guard && streamOpen(work.stream)) {
@@ -381,7 +415,10 @@ export class Traffic implements GuardOwner, Arrivals {
       }
       work.guard?.release();
     }
-    if (this.draining || this.preDraining) res = withClose(request, res);
+    if (this.draining || this.#preDraining) {
+      res = withClose(request, res);
+      if (info) this.#told.add(peerKey(info.remoteAddr));
+    }
     const ends = this.#options.endStreams;
     // hasOpenEndedBody first: it reads Deno's internal record and, for the
     // common static body, never touches `res.headers` (which Deno builds on
@@ -389,7 +426,7 @@ export class Traffic implements GuardOwner, Arrivals {
     if (
       ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {
-      res = this.#streams.wrap(request, work?.start, res);
+      res = this.#streams.wrap(request, work?.start, res, info?.remoteAddr);
     } else {
       this.#finished();
     }

@@ -42,10 +42,11 @@ export class Work implements BodySlot, Linked<Work> {
 
 /** A streaming response body that the deadline can end. */
 export class OpenStream {
-  /** `start`: as for {@linkcode Work}. */
+  /** `start`: as for {@linkcode Work}; `peer`: the client, where known. */
   constructor(
     readonly request: Request,
     readonly start: number | undefined,
     readonly body: EndableBody,
+    readonly peer?: Deno.NetAddr,
   ) {}
 }

@@ -17,7 +17,13 @@
  *   serving: a rollback), `stop` (drain now), `steer <exclude> <count>`
  *   (send the port's new connections to every member of its reuseport
  *   group but the `exclude`-th of `count`: see `_steer.ts`), `unsteer`
- *   (spread them by the kernel's hash again). EOF: drain now.
+ *   (spread them by the kernel's hash again), `commit` (end the pre-drain
+ *   now and drain: the supervisor's answer to a quiet report). EOF: drain
+ *   now.
+ * - During a pre-drain, a worker that can see its own connections (Linux,
+ *   `--allow-ffi`) writes `graceful: quiet <nonce>` on stderr once none is
+ *   left that could still send a request unannounced (see `_census.ts`):
+ *   the supervisor may then commit the restart before the pre-drain's time.
  */
 
 /** The variable that tells a process it runs under the supervisor. */
@@ -38,6 +44,7 @@ export type Command =
   | { kind: "drain"; delay: number; detach: boolean }
   | { kind: "resume" }
   | { kind: "stop" }
+  | { kind: "commit" }
   | { kind: "steer"; exclude: number; count: number }
   | { kind: "unsteer" };
 
@@ -91,7 +98,8 @@ export function parseCommand(line: string): Command | undefined {
       : undefined;
   }
   if (
-    (word === "resume" || word === "stop" || word === "unsteer") &&
+    (word === "resume" || word === "stop" || word === "unsteer" ||
+      word === "commit") &&
     arg === undefined
   ) {
     return { kind: word };
@@ -120,4 +128,22 @@ export function parseReady(line: string, secret: string): number | undefined {
 /** True if `line` has the shape of a ready report (then never forwarded). */
 export function looksLikeReady(line: string): boolean {
   return line.startsWith("graceful: ready ");
+}
+
+/** The worker's quiet report during a pre-drain (with its newline). */
+export function quietLine(secret: string): string {
+  return `graceful: quiet ${secret}\n`;
+}
+
+/**
+ * True if `line` is this worker's quiet report; a line of that shape with
+ * another secret is not (and, like a ready report, never forwarded).
+ */
+export function isQuiet(line: string, secret: string): boolean {
+  return line === `graceful: quiet ${secret}`;
+}
+
+/** True if `line` has the shape of a quiet report. */
+export function looksLikeQuiet(line: string): boolean {
+  return line.startsWith("graceful: quiet ");
 }

@@ -15,6 +15,10 @@ const SYMBOLS = {
     result: "i32",
   },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // Variadic in C; called only as fcntl(fd, F_GETFD), whose integer
+  // arguments pass the same way on x86-64 and arm64 Linux.
+  fcntl: { parameters: ["i32", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

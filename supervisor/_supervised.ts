@@ -11,9 +11,19 @@ import {
   MAX_LINE,
   parseCommand,
   PROTOCOL,
+  quietLine,
   readyLine,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
+import { timer } from "../lifecycle/_timer.ts";
+
+/** How often the pre-drain looks for the moment it may end. */
+const QUIET_POLL_MS = 10;
+/**
+ * It never ends before this: a SYN that reached this worker just before the
+ * steer completes its handshake in an RTT, unseen by the census until then.
+ */
+const QUIET_MIN_MS = 25;
 import type { DrainContext } from "../shutdown.ts";
 
 /** Exit status when a supervised worker cannot use `reusePort`. */
@@ -30,6 +40,11 @@ export interface DrainTarget {
    * `Connection: close` on every response, still serving.
    */
   preDrain(on: boolean): void;
+  /**
+   * During the pre-drain: true once no client can send a request that has
+   * not been told `Connection: close`; `undefined` if it cannot tell.
+   */
+  quiet(): boolean | undefined;
   /**
    * Sends the port's new connections to the other members of its reuseport
    * group (`exclude`: this worker's index of `count`), or (`undefined`)
@@ -159,18 +174,31 @@ class Link {
   async #preDrainThenDrain(delay: number, detach: boolean) {
     if (this.#draining || this.#interrupt) return;
     for (const target of this.#targets) target.preDrain(true);
-    const interrupted = await new Promise<Command | undefined | "time">(
+    const watching = new AbortController();
+    const outcome = await new Promise<Command | undefined | "time" | "quiet">(
       (resolve) => {
         const id = setTimeout(() => resolve("time"), delay);
-        this.#interrupt = (command) => {
+        const end = (value: Command | undefined | "quiet") => {
           clearTimeout(id);
-          resolve(command);
+          resolve(value);
         };
+        let committed = false;
+        this.#interrupt = (command) => {
+          // `commit`: the supervisor took the quiet report; the watch ends
+          // the pre-drain at its next quiet look.
+          if (command?.kind === "commit") committed = true;
+          else end(command);
+        };
+        this.#watchQuiet(watching.signal, () => committed, () => end("quiet"))
+          .catch((error) =>
+            this.#logger.error(`watching the pre-drain failed: ${error}`)
+          );
       },
     );
+    watching.abort();
     this.#interrupt = undefined;
-    if (interrupted !== undefined && interrupted !== "time") {
-      if (interrupted.kind === "resume") {
+    if (outcome !== undefined && outcome !== "time" && outcome !== "quiet") {
+      if (outcome.kind === "resume") {
         this.#logger.info("supervisor: restart rolled back, serving again");
         for (const target of this.#targets) target.preDrain(false);
       }
@@ -181,6 +209,49 @@ class Link {
       drainDelay: 0,
       detachListener: detach,
     });
+  }
+
+  /**
+   * Looks every {@linkcode QUIET_POLL_MS} whether every server is quiet;
+   * on two looks in a row (after {@linkcode QUIET_MIN_MS}) it reports so to
+   * the supervisor, once, and calls `done` on the first such look once the
+   * supervisor has committed. Says once why not if a server cannot tell.
+   */
+  async #watchQuiet(
+    signal: AbortSignal,
+    committed: () => boolean,
+    done: () => void,
+  ) {
+    const secret = await this.#secret.promise;
+    const start = performance.now();
+    let before = false;
+    let reported = false;
+    while (!signal.aborted) {
+      await timer(QUIET_POLL_MS, undefined).promise;
+      if (signal.aborted) return;
+      const seen = [...this.#targets].map((t) => t.quiet());
+      if (seen.includes(undefined)) {
+        this.#logger.info(
+          "pre-drain: runs its full time (ending it early needs Linux, TCP and --allow-ffi)",
+        );
+        return;
+      }
+      const now = seen.every((quiet) => quiet === true);
+      const settled = now && before &&
+        performance.now() - start >= QUIET_MIN_MS;
+      before = now;
+      if (!settled) continue;
+      if (!reported) {
+        reported = true;
+        this.#logger.info(
+          `pre-drain: quiet after ${
+            Math.round(performance.now() - start)
+          } ms (every connection left is busy with a request told Connection: close)`,
+        );
+        Deno.stderr.writeSync(new TextEncoder().encode(quietLine(secret)));
+      }
+      if (committed()) return done();
+    }
   }
 
   #drainAll(context: DrainContext) {

@@ -43,6 +43,7 @@ export class Supervisor {
   #command: string[];
   #count: number;
   #preDrain: number;
+  #rollbackWindow: number;
   #steer: boolean;
   /** The port's reuseport group, in the kernel's order (see `_group.ts`). */
   #group = new Group<Worker>();
@@ -75,6 +76,7 @@ export class Supervisor {
     this.#command = settings.command;
     this.#count = settings.workers;
     this.#preDrain = settings.preDrain;
+    this.#rollbackWindow = settings.rollbackWindow;
     this.#steer = settings.steer;
     this.#readyTimeout = settings.readyTimeout;
     this.#stopTimeout = settings.stopTimeout;
@@ -206,10 +208,27 @@ export class Supervisor {
       this.#serving[i] = fresh;
       const steered = this.#steerAway(old);
       this.#retire(old, "drain");
+      const windowStart = performance.now();
+      // It ends early if the old worker reports quiet (see _census.ts),
+      // but not before the rollback window.
       const window = timer(this.#preDrain, "committed" as const);
-      const outcome = await Promise.race([fresh.exited, window.promise]);
+      const least = timer(this.#rollbackWindow, undefined);
+      const outcome = await Promise.race([
+        fresh.exited,
+        window.promise,
+        old.whenQuiet().then(() => least.promise).then(() => "quiet" as const),
+      ]);
       window.clear();
-      if (outcome !== "committed") {
+      least.clear();
+      if (outcome === "quiet") {
+        old.send({ kind: "commit" });
+        this.#logger.info(
+          `worker pid ${old.pid} (generation ${old.generation}) quiet ${
+            since(windowStart)
+          } ms into its pre-drain: committed`,
+        );
+      }
+      if (outcome !== "committed" && outcome !== "quiet") {
         if (this.#stopping) return false;
         old.retiring = false;
         this.#retiring.delete(old);
@@ -220,7 +239,7 @@ export class Supervisor {
           generation,
           `worker pid ${fresh.pid} ${describeExit(outcome)} ${
             since(fresh.started)
-          } ms after start, within the ${this.#preDrain} ms rollback window${
+          } ms after start, during the old worker's pre-drain${
             lastLines(fresh)
           }`,
         );
@@ -370,7 +389,7 @@ export class Supervisor {
       );
       this.#logger.info(
         how === "drain"
-          ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain ${this.#preDrain} ms, then drain`
+          ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain (at most ${this.#preDrain} ms), then drain`
           : `worker pid ${worker.pid}: stop`,
       );
       worker.exited.then((status) => {

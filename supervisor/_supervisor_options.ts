@@ -15,8 +15,21 @@ export interface SupervisorOptions {
   command: string[];
   /** How many workers share the port. Default 1. */
   workers?: number;
-  /** How long (ms) a retiring worker answers with `Connection: close` before closing its listener. Default 1000. */
+  /**
+   * The longest (ms) a retiring worker answers with `Connection: close`
+   * before closing its listener. It ends sooner once the worker is quiet
+   * (no connection left that could send a request it was not told to take
+   * elsewhere; Linux, workers with `--allow-ffi`), but never before
+   * `rollbackWindow`. Default 1000.
+   */
   preDrain?: number;
+  /**
+   * How long (ms) after a new worker reports ready the old one stays able
+   * to take its place again: a new worker that dies within this time is
+   * rolled back even when the old one is quiet sooner. At most `preDrain`
+   * (which bounds it anyway). Default 100.
+   */
+  rollbackWindow?: number;
   /** How long (ms) a new worker may take to report ready. Default 30 000. */
   readyTimeout?: number;
   /** How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000. */
@@ -44,6 +57,7 @@ export interface SupervisorSettings {
   command: string[];
   workers: number;
   preDrain: number;
+  rollbackWindow: number;
   steer: boolean;
   readyTimeout: number;
   stopTimeout: number;
@@ -72,6 +86,16 @@ export function supervisorSettings(
     );
   }
   const preDrain = duration("preDrain", options.preDrain, 1000);
+  const rollbackWindow = duration(
+    "rollbackWindow",
+    options.rollbackWindow,
+    Math.min(100, preDrain),
+  );
+  if (rollbackWindow > preDrain) {
+    throw new TypeError(
+      `rollbackWindow: expected at most preDrain (${preDrain} ms), got ${rollbackWindow}`,
+    );
+  }
   if (options.steer !== undefined && typeof options.steer !== "boolean") {
     throw new TypeError(
       `steer: expected true or false, got ${describe(options.steer)}`,
@@ -81,6 +105,7 @@ export function supervisorSettings(
     command: options.command,
     workers,
     preDrain,
+    rollbackWindow,
     steer: options.steer ?? true,
     readyTimeout: duration("readyTimeout", options.readyTimeout, 30_000),
     stopTimeout: duration("stopTimeout", options.stopTimeout, 60_000),

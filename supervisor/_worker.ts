@@ -7,6 +7,8 @@
 import {
   type Command,
   commandLine,
+  isQuiet,
+  looksLikeQuiet,
   looksLikeReady,
   nonce,
   parseReady,
@@ -92,6 +94,7 @@ export class Worker {
   #stdin: WritableStreamDefaultWriter<Uint8Array>;
   #writes: Promise<unknown> = Promise.resolve();
   #gone = false;
+  #onQuiet: (() => void) | undefined;
 
   constructor(command: string[], generation: number) {
     this.generation = generation;
@@ -129,6 +132,16 @@ export class Worker {
   /** The last lines the worker wrote to stderr (each cut to 500 characters). */
   get lastLines(): string[] {
     return this.#lines;
+  }
+
+  /**
+   * Resolves when the worker next reports its pre-drain quiet (see
+   * `_protocol.ts`); never, if it cannot tell or does not get there.
+   */
+  whenQuiet(): Promise<"quiet"> {
+    const { promise, resolve } = Promise.withResolvers<"quiet">();
+    this.#onQuiet = () => resolve("quiet");
+    return promise;
   }
 
   /** Sends one command on the worker's stdin; a worker that has gone is ignored. */
@@ -174,6 +187,13 @@ export class Worker {
   }
 
   #line(line: string) {
+    if (looksLikeQuiet(line)) {
+      if (isQuiet(line, this.#secret)) {
+        this.#onQuiet?.();
+        this.#onQuiet = undefined;
+      }
+      return;
+    }
     if (looksLikeReady(line)) {
       const pid = parseReady(line, this.#secret);
       if (pid !== undefined && descendsFrom(pid, this.child.pid)) {

@@ -1,0 +1,126 @@
+/**
+ * A census of this process's TCP sockets on one port, through libc: how many
+ * connections wait in the listeners' accept queues, and the peer of every
+ * established connection accepted on the port. The restart's pre-drain uses
+ * it to end early: once every accepted connection is busy with a request
+ * (whose response says `Connection: close`) and nothing is queued, no client
+ * can send a request that the drain would cut.
+ *
+ * It sees sockets, not requests: a connection that is half way through
+ * sending a request head counts as idle (so the pre-drain waits for it), and
+ * a SYN the kernel has not finished (the SYN queue) is not counted at all,
+ * which is why the caller waits a little after steering before it believes
+ * an empty queue. Needs `--allow-ffi` on Linux; `undefined` elsewhere.
+ */
+import { libc, SOL_SOCKET } from "./_sockets.ts";
+
+const SO_ACCEPTCONN = 30;
+const IPPROTO_TCP = 6;
+const TCP_INFO = 11;
+const TCP_ESTABLISHED = 1;
+const F_GETFD = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+/** Descriptors scanned at least; further while open ones keep turning up. */
+const MIN_SCAN = 4096;
+/** Closed descriptors in a row after which the scan stops (past MIN_SCAN). */
+const GAP = 1024;
+/** Never scans past this descriptor. */
+const MAX_SCAN = 1 << 20;
+
+/** What {@linkcode census} found. */
+export interface Census {
+  /** Connections in the port's accept queues, not yet accepted. */
+  queued: number;
+  /** Peers (see {@linkcode peerKey}) of the established accepted connections. */
+  open: string[];
+}
+
+/**
+ * Counts this process's sockets on `addr`'s port and family; `undefined`
+ * without libc (no `--allow-ffi`, or not Linux).
+ */
+export function census(addr: Deno.NetAddr): Census | undefined {
+  const lib = libc();
+  if (!lib) return undefined;
+  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
+  const flag = new Int32Array(1);
+  const flagLength = new Uint32Array(1);
+  const info = new Uint8Array(32);
+  const infoView = new DataView(info.buffer);
+  const infoLength = new Uint32Array(1);
+  const address = new Uint8Array(128);
+  const addressLength = new Uint32Array(1);
+  const found: Census = { queued: 0, open: [] };
+  let limit = MIN_SCAN;
+  for (let fd = 3; fd < limit && fd < MAX_SCAN; fd++) {
+    if (lib.symbols.fcntl(fd, F_GETFD) < 0) continue; // not open
+    limit = Math.max(limit, fd + GAP);
+    flagLength[0] = 4;
+    if (
+      lib.symbols.getsockopt(
+        fd,
+        SOL_SOCKET,
+        SO_ACCEPTCONN,
+        flag,
+        flagLength,
+      ) !==
+        0
+    ) continue; // not a socket
+    addressLength[0] = address.length;
+    if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
+    if ((address[0] | (address[1] << 8)) !== family) continue;
+    if (((address[2] << 8) | address[3]) !== addr.port) continue;
+    infoLength[0] = info.length;
+    // TCP_INFO fails on anything but TCP (a UDP socket on the same port).
+    if (
+      lib.symbols.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, infoLength) !== 0
+    ) continue;
+    if (flag[0] === 1) {
+      // A listener's tcpi_unacked is its accept queue's length.
+      found.queued += infoView.getUint32(24, true);
+      continue;
+    }
+    if (info[0] !== TCP_ESTABLISHED) continue;
+    addressLength[0] = address.length;
+    if (lib.symbols.getpeername(fd, address, addressLength) !== 0) continue;
+    const peer = peerOf(address);
+    if (peer !== undefined) found.open.push(peer);
+  }
+  return found;
+}
+
+/** The key of a `sockaddr_in` / `sockaddr_in6`, as {@linkcode peerKey}. */
+function peerOf(address: Uint8Array): string | undefined {
+  const port = (address[2] << 8) | address[3];
+  const family = address[0] | (address[1] << 8);
+  if (family === AF_INET) return `${address.subarray(4, 8).join(".")}|${port}`;
+  if (family !== AF_INET6) return undefined;
+  const bytes = address.subarray(8, 24);
+  const mapped = bytes.subarray(0, 10).every((b) => b === 0) &&
+    bytes[10] === 0xff && bytes[11] === 0xff;
+  if (mapped) return `${bytes.subarray(12).join(".")}|${port}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
+  }
+  return peerKey({ hostname: groups.join(":"), port });
+}
+
+/**
+ * One key per peer address, the same whichever way the address is written:
+ * IPv6 in its canonical form, IPv4-mapped IPv6 as plain IPv4.
+ */
+export function peerKey(addr: { hostname: string; port: number }): string {
+  let host = addr.hostname;
+  if (host.includes(":")) {
+    host = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+    const mapped = host.match(/^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/);
+    if (mapped) {
+      const hi = parseInt(mapped[1], 16);
+      const lo = parseInt(mapped[2], 16);
+      host = [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
+    }
+  }
+  return `${host}|${addr.port}`;
+}
