@@ -4,6 +4,7 @@ import type { RestartRun } from "./_restarts.ts";
 import type { LatencyRow } from "./_shutdown.ts";
 import type { MemoryRun } from "./_memory.ts";
 import type { BalancerRow } from "./_balancers.ts";
+import type { KubeRow } from "./_kubernetes.ts";
 
 /** Everything one `deno task bench` run measured. */
 export interface Results {
@@ -16,6 +17,8 @@ export interface Results {
   memory?: MemoryRun;
   /** Restarts behind nginx and HAProxy (absent in older results). */
   balancers?: BalancerRow[];
+  /** The Kubernetes emulation (absent in older results). */
+  kubernetes?: KubeRow[];
 }
 
 /** The results as Markdown. */
@@ -101,6 +104,24 @@ export function markdown(r: Results): string {
     }
     lines.push("");
   }
+  if (r.kubernetes?.length) {
+    lines.push(
+      "## Kubernetes, emulated with netfilter: rolling updates under 4 × 100 req/s from clients that never retry",
+      "",
+      "examples/deploy/kubernetes.yaml's pods (the auto preload, its variables) behind a Service made as kube-proxy makes it in iptables mode (DNAT with statistic random), each pod in a network namespace of its own; each deletion is SIGTERM plus the endpoint's rule removed after the given delay (tests/_kubernetes.ts). POST: 4 KiB bodies read after 0–40 ms, checked by digest.",
+      "",
+      "| rules late by | pods' drainDelay | client | pods deleted | requests | failed | SIGTERM → exit, median / max ms | failures by kind |",
+      "| ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    );
+    for (const k of r.kubernetes) {
+      const kinds = Object.entries(k.failures).map(([n, v]) => `${n} ${v}`)
+        .join(", ") || "—";
+      lines.push(
+        `| ${k.propagationMs} ms | ${k.drainDelay} | ${k.client} | ${k.deleted} | ${k.sent} | **${k.failed}** | ${k.exitMs.median} / ${k.exitMs.max} | ${kinds} |`,
+      );
+    }
+    lines.push("");
+  }
   if (r.restarts.length) {
     lines.push(
       "## Restarts under 1000 req/s from a client that never retries",
@@ -126,7 +147,7 @@ export function markdown(r: Results): string {
     }
     lines.push(
       "",
-      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). supervisor: restart.ts with its defaults and workers run with --allow-ffi (a pre-drain of at most 1 s that ends once the old worker is quiet, after the 100 ms rollback window; new connections steered away from the old worker, listener detached where tcp_migrate_req=1). Signal → old gone: from SIGHUP (SIGTERM for naive) until the new generation serves and the old one has exited.",
+      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). fixed: the supervisor below with --rollback-window 1000 (a pre-drain of a fixed 1 s, as before it could end early). supervisor: restart.ts with its defaults and workers run with --allow-ffi (a pre-drain of at most 1 s that ends once the old worker is quiet, after the 100 ms rollback window; new connections steered away from the old worker, listener detached where tcp_migrate_req=1). Signal → old gone: from SIGHUP (SIGTERM for naive) until the new generation serves and the old one has exited.",
       "",
       "![Restart timeline](restarts.svg)",
       "",

@@ -7,9 +7,12 @@
  *   unsteered   the supervisor as documented but with --no-steer (workers
  *               with --allow-ffi: the listener is still detached where
  *               tcp_migrate_req=1)
+ *   fixed       the supervisor with a pre-drain of a fixed 1000 ms
+ *               (--rollback-window 1000: as before it ended early)
  *   supervisor  this module's supervisor as documented (--pre-drain 1000,
- *               workers with --allow-ffi: steering, and detach where
- *               tcp_migrate_req=1)
+ *               ending once the old worker is quiet, after the 100 ms
+ *               rollback window; workers with --allow-ffi: steering, and
+ *               detach where tcp_migrate_req=1)
  * Each run happens in a network namespace of its own with the chosen
  * net.ipv4.tcp_migrate_req (the host's setting is never touched); where
  * namespaces are unavailable it runs on the host with the host's value.
@@ -26,7 +29,12 @@ import { Supervisor } from "../restart.ts";
 import type { LoadCounts } from "../tests/_helpers.ts";
 
 /** A restart method. */
-export type Method = "naive" | "handoff" | "unsteered" | "supervisor";
+export type Method =
+  | "naive"
+  | "handoff"
+  | "unsteered"
+  | "fixed"
+  | "supervisor";
 
 /** One run's outcome. */
 export interface RestartRun extends LoadCounts {
@@ -113,6 +121,7 @@ async function supervised(
       "--pre-drain",
       method === "handoff" ? "0" : "1000",
       ...(method === "unsteered" ? ["--no-steer"] : []),
+      ...(method === "fixed" ? ["--rollback-window", "1000"] : []),
       ...(workers > 1 ? ["--workers", String(workers)] : []),
       "--",
       ...worker,

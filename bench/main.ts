@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory
+ *   deno task bench --only=overhead,shutdown,restarts,memory,balancers,kubernetes
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -22,9 +22,10 @@ import { type Parsed, parseFlags } from "../lifecycle/_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
+import { kubernetes } from "./_kubernetes.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers,kubernetes] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -92,7 +93,13 @@ for (const body of BODIES) {
   }
 }
 
-const METHODS = ["naive", "handoff", "unsteered", "supervisor"] as const;
+const METHODS = [
+  "naive",
+  "handoff",
+  "unsteered",
+  "fixed",
+  "supervisor",
+] as const;
 const methods = (flags.methods as string | undefined)?.split(",") ??
   [...METHODS];
 for (const method of methods) {
@@ -210,6 +217,9 @@ if (wanted("balancers")) {
     (flags.balancers as string | undefined)?.split(","),
   );
 }
+if (wanted("kubernetes")) {
+  results.kubernetes = await kubernetes(smoke ? 1 : long ? 10 : 5, smoke, log);
+}
 if (wanted("restarts")) {
   const probe = await netns();
   const missing = typeof probe === "string" ? probe : undefined;
@@ -222,18 +232,23 @@ if (wanted("restarts")) {
     : migrates.flatMap((m) =>
       (["keepalive", "new"] as const).flatMap((mode) => [
         ...METHODS.map((method) => [method, mode, m, "get"] as Config),
-        // POSTs: the supervisor with and without steering.
+        // POSTs: the supervisor with and without steering, and with the
+        // pre-drain of a fixed length.
         ["unsteered", mode, m, "post"] as Config,
+        ["fixed", mode, m, "post"] as Config,
         ["supervisor", mode, m, "post"] as Config,
       ])
     ).concat(
       // Two workers on the default kernel.
-      missing ? [] : [
-        ["supervisor", "new", 0, "get", 2],
-        ["supervisor", "new", 0, "post", 2],
-        ["supervisor", "keepalive", 0, "get", 2],
-        ["supervisor", "keepalive", 0, "post", 2],
-      ],
+      missing
+        ? []
+        : (["fixed", "supervisor"] as const).flatMap((method) =>
+          (["new", "keepalive"] as const).flatMap((mode) =>
+            (["get", "post"] as const).map((request) =>
+              [method, mode, 0, request, 2] as Config
+            )
+          )
+        ),
     ).filter(([method]) => methods.includes(method));
   for (const [method, mode, migrate, request, workers = 1] of configs) {
     const run = await restartRun(

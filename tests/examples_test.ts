@@ -72,7 +72,7 @@ Deno.test("example sse: clients get a last event and a normal end of stream", as
   const { proc, port } = await example("sse.ts");
   await using _ = proc;
   const conn = await Conn.open(port);
-  await conn.send("/");
+  await conn.send("/events");
   let first!: () => void;
   const started = new Promise<void>((r) => (first = r));
   const stream = conn.read(() => first());
@@ -80,6 +80,7 @@ Deno.test("example sse: clients get a last event and a normal end of stream", as
   proc.kill("SIGTERM");
   const res = await stream;
   conn.close();
+  assert.match(res.body, /^retry: 100\n\nid: (\d+)\ndata: \{"tick":\1,/);
   assert.match(res.body, /event: bye\ndata: server restarting\n\n$/);
   assert.equal((await proc.status).code, 0);
 });
@@ -87,17 +88,22 @@ Deno.test("example sse: clients get a last event and a normal end of stream", as
 Deno.test("example websocket: clients get a last message and close code 1012", async () => {
   const { proc, port } = await example("websocket.ts");
   await using _ = proc;
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
   const messages: string[] = [];
-  ws.onmessage = (e) => messages.push(e.data);
+  const hello = Promise.withResolvers<void>();
+  ws.onmessage = (e) => {
+    messages.push(e.data);
+    hello.resolve();
+  };
+  ws.onerror = () => hello.reject(new Error("websocket failed"));
+  await hello.promise;
   const closed = new Promise<CloseEvent>((resolve) => (ws.onclose = resolve));
   proc.kill("SIGTERM");
   const event = await closed;
-  assert.deepEqual(messages, ["server restarting, reconnect shortly"]);
+  assert.deepEqual(messages, [
+    `hello ${proc.pid}`,
+    "server restarting, reconnect shortly",
+  ]);
   assert.equal(event.code, 1012);
   assert.equal(event.wasClean, true);
   assert.equal((await proc.status).code, 0);
