@@ -3,7 +3,7 @@
  * HAProxy and Caddy (the recipes of examples/deploy/), 300 req/s from a client that
  * never retries, backends restarted one at a time (see tests/_balancers.ts).
  */
-import { Proc } from "./_run.ts";
+import { median, Proc } from "./_run.ts";
 import {
   type BalancerRun,
   balancerRun,
@@ -49,11 +49,6 @@ function configs(rounds: number, smoke: boolean): Config[] {
     { balancer: "caddy → supervisor", post: true, rounds: 2 * rounds },
   ];
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-};
 
 /**
  * Runs every configuration whose balancer is installed; `only`, if given,

@@ -5,7 +5,7 @@
  * POST), kube-proxy's rule update late by 0, 1 or 3 s; with the recipe's
  * fixed drain delay, without one, and with the self-ending one.
  */
-import { Proc } from "./_run.ts";
+import { median, Proc } from "./_run.ts";
 import { kubeRun, unavailable } from "../tests/_kubernetes.ts";
 
 /** One row per client and configuration (what the report shows). */
@@ -20,11 +20,6 @@ export interface KubeRow {
   /** SIGTERM → exit of the deleted pods: median and max (ms). */
   exitMs: { median: number; max: number };
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-};
 
 /** Runs every configuration; rolling updates of the 2 pods per row. */
 export async function kubernetes(

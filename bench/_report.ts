@@ -5,6 +5,8 @@ import type { LatencyRow } from "./_shutdown.ts";
 import type { MemoryRun } from "./_memory.ts";
 import type { BalancerRow } from "./_balancers.ts";
 import type { KubeRow } from "./_kubernetes.ts";
+import type { DrainMemoryRow } from "./_drain_memory.ts";
+import { median } from "./_run.ts";
 
 /** Everything one `deno task bench` run measured. */
 export interface Results {
@@ -17,6 +19,8 @@ export interface Results {
   memory?: MemoryRun;
   /** Restarts behind nginx and HAProxy (absent in older results). */
   balancers?: BalancerRow[];
+  /** Peak RSS at the drain against N in flight (absent in older results). */
+  drainMemory?: DrainMemoryRow[];
   /** The Kubernetes emulation (absent in older results). */
   kubernetes?: KubeRow[];
 }
@@ -100,6 +104,34 @@ export function markdown(r: Results): string {
         } | ${
           b.exitMs ? `${b.exitMs.median} / ${b.exitMs.max}` : "—"
         } | ${kinds} |`,
+      );
+    }
+    lines.push("");
+  }
+  if (r.drainMemory?.length) {
+    lines.push(
+      "## Memory at the drain: N requests in flight at SIGTERM, each handler reads its body 3 s after it starts",
+      "",
+      "Peak RSS (VmHWM) of the server process. raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait (what Deno costs to keep the bodies).",
+      "",
+      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | serve() answered whole | by hand answered whole | serve() drain ms |",
+      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    const key = (x: DrainMemoryRow) => `${x.n} ${x.size}`;
+    const cases = [...new Set(r.drainMemory.map(key))];
+    for (const c of cases) {
+      const of = (server: string) =>
+        r.drainMemory!.find((x) => key(x) === c && x.server === server);
+      const [mine, raw, early] = ["serve()", "raw, by hand", "raw, read early"]
+        .map(of);
+      lines.push(
+        `| ${mine?.n} | ${
+          mine?.size ? `POST ${mine.size / 1024} KiB` : "GET"
+        } | ${mine?.peakMiB ?? "—"} | ${raw?.peakMiB ?? "—"} | ${
+          early?.peakMiB ?? "—"
+        } | ${mine?.whole ?? "—"} of ${mine?.n} | ${raw?.whole ?? "—"} | ${
+          mine?.drainMs ?? "—"
+        } |`,
       );
     }
     lines.push("");
@@ -306,6 +338,5 @@ export async function writeReports(
 /** "median / max" of a run's restart times, or "—" (older results). */
 function timing(ms: number[] | undefined): string {
   if (!ms?.length) return "—";
-  const sorted = [...ms].sort((a, b) => a - b);
-  return `${sorted[Math.floor(sorted.length / 2)]} / ${sorted.at(-1)}`;
+  return `${Math.round(median(ms))} / ${Math.max(...ms)}`;
 }

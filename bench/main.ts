@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory,balancers,kubernetes
+ *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -17,15 +17,16 @@
 import { overhead } from "./_overhead.ts";
 import { type Results, writeReports } from "./_report.ts";
 import { type Method, restartRun } from "./_restarts.ts";
-import { canPin, ensureWrk, netns, sh } from "./_run.ts";
+import { canPin, ensureWrk, median, netns, sh } from "./_run.ts";
 import { type Parsed, parseFlags } from "../lifecycle/_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
 import { kubernetes } from "./_kubernetes.ts";
+import { drainMemory } from "./_drain_memory.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,balancers,kubernetes] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -209,6 +210,11 @@ if (wanted("memory")) {
   const restarts = smoke ? 4 : long ? 2000 : 1000;
   results.memory = await supervisorMemory(restarts, smoke ? 2 : 100, log);
 }
+if (wanted("drain-memory")) {
+  results.drainMemory = smoke
+    ? await drainMemory([10], log, 200)
+    : await drainMemory([1, 100, 1000, 5000], log);
+}
 if (wanted("balancers")) {
   results.balancers = await balancers(
     smoke ? 1 : long ? 20 : 10,
@@ -266,9 +272,7 @@ if (wanted("restarts")) {
         workers > 1 ? ` (${workers} workers)` : ""
       } ${mode} ${request} tcp_migrate_req=${run.migrateReq}: ${run.failed} failed of ${run.sent} in ${run.restarts} restarts ${
         JSON.stringify(run.failures)
-      }; signal → old gone, median ${
-        [...run.restartMs!].sort((a, b) => a - b)[run.restartMs!.length >> 1]
-      } ms`,
+      }; signal → old gone, median ${Math.round(median(run.restartMs!))} ms`,
     );
   }
 }

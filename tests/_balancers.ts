@@ -10,13 +10,12 @@ import {
   type LoadCounts,
   Proc,
   start,
-  SUPERVISOR_FLAGS,
+  superviseScript,
 } from "./_helpers.ts";
 
 const DEPLOY = new URL("../examples/deploy/", import.meta.url);
 const LOAD = new URL("./fixtures/load.ts", import.meta.url).pathname;
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
-const RESTART = new URL("../restart.ts", import.meta.url).pathname;
 /** Time between two rolling rounds (or supervisor restarts). */
 const CADENCE_MS = 1000;
 
@@ -232,21 +231,11 @@ export async function balancerRun(
     let stop = () => Promise.resolve();
     let front_: Proc;
     if (balancer.endsWith("→ supervisor")) {
-      const supervisor = new Proc([
-        ...SUPERVISOR_FLAGS,
-        RESTART,
-        "--",
-        Deno.execPath(),
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-ffi",
-        "--unstable-net",
+      const supervisor = await superviseScript([
         APP,
         JSON.stringify({ port: ports[0], logger: false }),
       ]);
       procs.push(supervisor);
-      await supervisor.waitFor(/generation 1\) ready/);
       const example = { 8080: front, 8081: ports[0] };
       if (balancer === "nginx → supervisor") {
         const site = (await recipe("nginx.conf", example))

@@ -209,6 +209,38 @@ export const SUPERVISOR_FLAGS: string[] = [
   "--allow-read",
 ];
 
+const RESTART = new URL("../restart.ts", import.meta.url).pathname;
+
+/** The flags a supervised worker needs (plus `--allow-ffi` to steer). */
+export const WORKER_FLAGS: string[] = [
+  "--allow-net",
+  "--allow-env",
+  "--unstable-net",
+];
+
+/**
+ * Starts `restart.ts` (with its own `flags`) over `deno run WORKER_FLAGS
+ * [--allow-ffi] ...script`, and waits until a generation 1 worker is ready.
+ */
+export async function superviseScript(
+  script: string[],
+  { flags = [], ffi = true }: { flags?: string[]; ffi?: boolean } = {},
+): Promise<Proc> {
+  const proc = new Proc([
+    ...SUPERVISOR_FLAGS,
+    RESTART,
+    ...flags,
+    "--",
+    Deno.execPath(),
+    "run",
+    ...WORKER_FLAGS,
+    ...(ffi ? ["--allow-ffi"] : []),
+    ...script,
+  ]);
+  await proc.waitFor(/\(generation 1\) ready/);
+  return proc;
+}
+
 /** Starts the fixture app (or `script`) and waits for its listening line. */
 export async function start(
   options: Record<string, unknown> = {},

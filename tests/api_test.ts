@@ -393,6 +393,11 @@ Deno.test("Supervisor: bad options throw a TypeError naming the option and the v
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ steer: "yes" }, /^steer: expected true or false, got "yes"$/],
     [{ preDrain: -1 }, /^preDrain: .* got -1$/],
+    [
+      { rollbackWindow: 2000 },
+      /^rollbackWindow: expected at most preDrain \(1000 ms\), got 2000$/,
+    ],
+    [{ rollbackWindow: "soon" }, /^rollbackWindow: .* got "soon"$/],
     [{ workers: 65 }, /workers/],
   ];
   for (const [options, message] of cases) {
@@ -403,6 +408,9 @@ Deno.test("Supervisor: bad options throw a TypeError naming the option and the v
       JSON.stringify(options),
     );
   }
-  // steer: false is accepted (the --no-steer flag).
+  // steer: false is accepted (the --no-steer flag), and a window as long as
+  // the pre-drain (the fixed pre-drain), or none with none.
   new Supervisor({ command, logger: false, steer: false });
+  new Supervisor({ command, logger: false, rollbackWindow: 1000 });
+  new Supervisor({ command, logger: false, preDrain: 0 });
 });

@@ -4,11 +4,10 @@
  * restart supervisor replaces the server five times (SIGHUP).
  */
 import assert from "node:assert/strict";
-import { freePort, Proc, SUPERVISOR_FLAGS } from "./_helpers.ts";
+import { freePort, type Proc, superviseScript } from "./_helpers.ts";
 import { Browser, CHROMIUM } from "./_browser.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
-const RESTART = here("../restart.ts");
 const RESTARTS = 5;
 
 if (!CHROMIUM) {
@@ -19,21 +18,8 @@ if (!CHROMIUM) {
 
 async function supervise(example: string) {
   const port = freePort();
-  const proc = new Proc([
-    ...SUPERVISOR_FLAGS,
-    RESTART,
-    "--",
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-ffi",
-    "--unstable-net",
-    here(`../examples/${example}`),
-    String(port),
-  ]);
-  await proc.waitFor(/\(generation 1\) ready/);
-  return { proc, port };
+  const script = [here(`../examples/${example}`), String(port)];
+  return { proc: await superviseScript(script), port };
 }
 
 /** SIGHUP; resolves when generation `n` serves and n - 1 has exited. */

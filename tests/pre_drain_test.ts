@@ -10,11 +10,10 @@ import {
   get,
   inFlight,
   Proc,
-  SUPERVISOR_FLAGS,
+  superviseScript,
 } from "./_helpers.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
-const RESTART = here("../restart.ts");
 const APP = here("./fixtures/app.ts");
 const CENSUS = here("./fixtures/census_probe.ts");
 const linux = Deno.build.os === "linux";
@@ -22,23 +21,17 @@ if (!linux) console.error("skipped: the pre-drain's early end is Linux only");
 
 async function supervise(preDrain: number, ffi = true) {
   const port = freePort();
-  const proc = new Proc([
-    ...SUPERVISOR_FLAGS,
-    RESTART,
-    "--pre-drain",
-    String(preDrain),
-    "--",
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--unstable-net",
-    ...(ffi ? ["--allow-ffi"] : []),
-    APP,
-    JSON.stringify({ port }),
-  ]);
-  await proc.waitFor(/\(generation 1\) ready/);
+  const proc = await superviseScript([APP, JSON.stringify({ port })], {
+    flags: ["--pre-drain", String(preDrain)],
+    ffi,
+  });
   return { proc, port };
+}
+
+/** Stops the supervisor: its workers drain, it exits 0. */
+async function stop(proc: Proc) {
+  proc.kill("SIGTERM");
+  assert.equal((await proc.status).code, 0, proc.output());
 }
 
 /** SIGHUP, then ms until the generation 1 worker has exited. */
@@ -87,8 +80,7 @@ Deno.test({
     assert.ok(Number(m[1]) >= 100, `committed after ${m[1]} ms`);
     assert.match(proc.stderr, /pre-drain: quiet after \d+ ms/);
     assert.equal((await get(port)).status, 200);
-    proc.kill("SIGTERM");
-    assert.equal((await proc.status).code, 0);
+    await stop(proc);
   },
 });
 
@@ -109,8 +101,7 @@ Deno.test({
     } finally {
       conn.close();
     }
-    proc.kill("SIGTERM");
-    assert.equal((await proc.status).code, 0);
+    await stop(proc);
   },
 });
 
@@ -137,8 +128,7 @@ Deno.test({
     } finally {
       conn.close();
     }
-    proc.kill("SIGTERM");
-    assert.equal((await proc.status).code, 0);
+    await stop(proc);
   },
 });
 
@@ -164,8 +154,7 @@ Deno.test({
       conn.close();
     }
     await proc.waitFor(/\(generation 1\) exited with code 0/, 30_000);
-    proc.kill("SIGTERM");
-    assert.equal((await proc.status).code, 0);
+    await stop(proc);
   },
 });
 
@@ -180,7 +169,6 @@ Deno.test({
     assert.ok(ms >= 700, `old worker exited ${ms} ms after SIGHUP`);
     const why = proc.stderr.match(/pre-drain: runs its full time/g) ?? [];
     assert.equal(why.length, 1, proc.stderr);
-    proc.kill("SIGTERM");
-    assert.equal((await proc.status).code, 0);
+    await stop(proc);
   },
 });

@@ -581,6 +581,16 @@ Deno.test("bad input: one clear line, non-zero exit, nothing left running", asyn
       /^restart\.ts: --pre-drain: expected a whole number from 0 to 2147483647, got "1e3"/,
     ],
     [
+      ["--pre-drain", "500", "--rollback-window", "600", "--", "deno"],
+      2,
+      /^restart\.ts: --rollback-window: expected at most --pre-drain \(500 ms\), got 600/,
+    ],
+    [
+      ["--rollback-window", "0.5", "--", "deno"],
+      2,
+      /^restart\.ts: --rollback-window: expected a whole number from 0 to 2147483647, got "0.5"/,
+    ],
+    [
       ["--", "/nonexistent/server"],
       1,
       /^\[supervisor\] supervisor: cannot start "\/nonexistent\/server": .*No such file/m,
