@@ -10,6 +10,8 @@
  *                   bodies, the floor for any server that keeps them
  * `deno task bench --only=drain-memory` (Linux only: reads /proc).
  */
+import { median } from "./_run.ts";
+
 const SERVER = new URL("./fixtures/drain_memory_server.ts", import.meta.url)
   .pathname;
 
@@ -22,8 +24,10 @@ export interface DrainMemoryRow {
   /** Body bytes per request (0: GET). */
   size: number;
   server: MemoryServer;
-  /** Peak RSS of the server process (VmHWM), MiB. */
+  /** Peak RSS of the server process (VmHWM), MiB: the median of the rounds. */
   peakMiB: number;
+  /** Every round's peak RSS, MiB, in order. */
+  rounds: number[];
   /** Requests answered 200 with their whole body counted. */
   whole: number;
   /** SIGTERM → every answer in, ms. */
@@ -116,29 +120,47 @@ async function once(
   }
 }
 
-/** Runs every case, the three servers side by side for each. */
+/**
+ * Runs every case `rounds` times, round by round (each round goes over every
+ * case, the three servers side by side); a row keeps the median peak, the
+ * fewest answered whole and the median drain time.
+ */
 export async function drainMemory(
   counts: number[],
   log: (line: string) => void,
-  waitMs = 3000,
+  { waitMs = 3000, rounds = 3 }: { waitMs?: number; rounds?: number } = {},
 ): Promise<DrainMemoryRow[]> {
   if (Deno.build.os !== "linux") {
     log("drain-memory: skipped (reads /proc, Linux only)");
     return [];
   }
-  const rows: DrainMemoryRow[] = [];
-  for (const n of counts) {
-    for (const size of [0, 4096, 65536]) {
-      for (const server of Object.keys(MODE) as MemoryServer[]) {
-        const row = { n, size, server, ...await once(n, size, server, waitMs) };
-        rows.push(row);
-        log(
-          `drain-memory: ${n} × ${
-            size ? `POST ${size / 1024} KiB` : "GET"
-          }, ${server}: peak ${row.peakMiB} MiB, ${row.whole} whole, ${row.drainMs} ms`,
-        );
+  const seen = new Map<string, Awaited<ReturnType<typeof once>>[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const n of counts) {
+      for (const size of [0, 4096, 65536]) {
+        for (const server of Object.keys(MODE) as MemoryServer[]) {
+          const run = await once(n, size, server, waitMs);
+          const key = JSON.stringify([n, size, server]);
+          seen.set(key, [...seen.get(key) ?? [], run]);
+          log(
+            `drain-memory round ${round}/${rounds}: ${n} × ${
+              size ? `POST ${size / 1024} KiB` : "GET"
+            }, ${server}: peak ${run.peakMiB} MiB, ${run.whole} whole, ${run.drainMs} ms`,
+          );
+        }
       }
     }
   }
-  return rows;
+  return [...seen].map(([key, runs]) => {
+    const [n, size, server] = JSON.parse(key);
+    return {
+      n,
+      size,
+      server,
+      peakMiB: median(runs.map((r) => r.peakMiB)),
+      rounds: runs.map((r) => r.peakMiB),
+      whole: Math.min(...runs.map((r) => r.whole)),
+      drainMs: median(runs.map((r) => r.drainMs)),
+    };
+  });
 }

@@ -112,9 +112,9 @@ export function markdown(r: Results): string {
     lines.push(
       "## Memory at the drain: N requests in flight at SIGTERM, each handler reads its body 3 s after it starts",
       "",
-      "Peak RSS (VmHWM) of the server process. raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait (what Deno costs to keep the bodies).",
+      "Peak RSS (VmHWM) of the server process, median of the rounds (each round's in results.json). raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait (what Deno costs to keep the bodies).",
       "",
-      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | serve() answered whole | by hand answered whole | serve() drain ms |",
+      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | serve() answered whole (fewest) | by hand answered whole | serve() drain ms |",
       "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     const key = (x: DrainMemoryRow) => `${x.n} ${x.size}`;

@@ -212,8 +212,8 @@ if (wanted("memory")) {
 }
 if (wanted("drain-memory")) {
   results.drainMemory = smoke
-    ? await drainMemory([10], log, 200)
-    : await drainMemory([1, 100, 1000, 5000], log);
+    ? await drainMemory([10], log, { waitMs: 200, rounds: 1 })
+    : await drainMemory([1, 100, 1000, 5000], log, { rounds: long ? 5 : 3 });
 }
 if (wanted("balancers")) {
   results.balancers = await balancers(

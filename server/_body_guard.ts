@@ -12,7 +12,12 @@ import {
   requestMembers,
   streamState,
 } from "../lifecycle/_deno.ts";
-import { type Budget, chunkReader, Route } from "./_read_ahead.ts";
+import {
+  type Budget,
+  chunkReader,
+  consumeWhole,
+  Route,
+} from "./_read_ahead.ts";
 
 /** A body-reading method of `Request`. */
 export type Method = typeof BODY_METHODS[number];
@@ -255,6 +260,9 @@ export class BodyGuard {
       return Promise.reject(new TypeError("Body already consumed"));
     }
     const type = this.#request.headers.get("content-type");
+    // Read ahead whole: handed over as it is (see consumeWhole).
+    const whole = this.#route?.takeWhole();
+    if (whole) return consumeWhole(method, whole, type);
     return new Response(this.body(), {
       headers: type === null ? {} : { "content-type": type },
     })[method]();

@@ -65,6 +65,14 @@ export interface ServeOptions
    * calls it; a body beyond this budget is left for the handler to read at
    * its own pace, and the listener stays open (answering with
    * `Connection: close`) until it has been.
+   *
+   * It bounds the body bytes held (one buffer per 64 KiB of body, no copy
+   * when the handler reads it whole). It does not bound what Deno itself
+   * holds to deliver them (its per-connection buffers: a raw `Deno.serve`
+   * that keeps 5 000 bodies of 64 KiB read peaks at about 1 000 MiB for
+   * 313 MiB of bodies), nor this server's few KiB of records per request
+   * in flight (5 000 such POSTs drained by `serve()`: about 1 250 MiB; see
+   * bench/README.md, "Memory at the drain").
    */
   bodyBufferLimit?: number;
   /** A path answered 200 `ok` while serving and 503 while draining. */
