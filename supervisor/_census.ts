@@ -12,21 +12,13 @@
  * which is why the caller waits a little after steering before it believes
  * an empty queue. Needs `--allow-ffi` on Linux; `undefined` elsewhere.
  */
-import { libc, SOL_SOCKET } from "./_sockets.ts";
+import { libc, portSockets } from "./_sockets.ts";
 
-const SO_ACCEPTCONN = 30;
 const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
 const TCP_ESTABLISHED = 1;
-const F_GETFD = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
-/** Descriptors scanned at least; further while open ones keep turning up. */
-const MIN_SCAN = 4096;
-/** Closed descriptors in a row after which the scan stops (past MIN_SCAN). */
-const GAP = 1024;
-/** Never scans past this descriptor. */
-const MAX_SCAN = 1 << 20;
 
 /** What {@linkcode census} found. */
 export interface Census {
@@ -43,40 +35,19 @@ export interface Census {
 export function census(addr: Deno.NetAddr): Census | undefined {
   const lib = libc();
   if (!lib) return undefined;
-  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
-  const flag = new Int32Array(1);
-  const flagLength = new Uint32Array(1);
   const info = new Uint8Array(32);
   const infoView = new DataView(info.buffer);
   const infoLength = new Uint32Array(1);
   const address = new Uint8Array(128);
   const addressLength = new Uint32Array(1);
   const found: Census = { queued: 0, open: [] };
-  let limit = MIN_SCAN;
-  for (let fd = 3; fd < limit && fd < MAX_SCAN; fd++) {
-    if (lib.symbols.fcntl(fd, F_GETFD) < 0) continue; // not open
-    limit = Math.max(limit, fd + GAP);
-    flagLength[0] = 4;
-    if (
-      lib.symbols.getsockopt(
-        fd,
-        SOL_SOCKET,
-        SO_ACCEPTCONN,
-        flag,
-        flagLength,
-      ) !==
-        0
-    ) continue; // not a socket
-    addressLength[0] = address.length;
-    if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
-    if ((address[0] | (address[1] << 8)) !== family) continue;
-    if (((address[2] << 8) | address[3]) !== addr.port) continue;
+  for (const { fd, listening } of portSockets(addr)) {
     infoLength[0] = info.length;
     // TCP_INFO fails on anything but TCP (a UDP socket on the same port).
     if (
       lib.symbols.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, infoLength) !== 0
     ) continue;
-    if (flag[0] === 1) {
+    if (listening) {
       // A listener's tcpi_unacked is its accept queue's length.
       found.queued += infoView.getUint32(24, true);
       continue;

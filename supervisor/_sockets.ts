@@ -62,25 +62,42 @@ export function libc(): Libc | null {
 /** `SOL_SOCKET`: the level of socket options. */
 export const SOL_SOCKET = 1;
 const SO_ACCEPTCONN = 30;
+const F_GETFD = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
-const MAX_FD = 4096;
+/** Descriptors scanned at least; further while open ones keep turning up. */
+const MIN_SCAN = 4096;
+/** Closed descriptors in a row after which the scan stops (past MIN_SCAN). */
+const GAP = 1024;
+/** Never scans past this descriptor. */
+const MAX_SCAN = 1 << 20;
+
+/** One of this process's sockets on a port (see {@linkcode portSockets}). */
+export interface PortSocket {
+  fd: number;
+  /** True for a listener (`SO_ACCEPTCONN`), false for a connection. */
+  listening: boolean;
+}
 
 /**
- * File descriptors of this process's listening TCP sockets on `addr`'s
- * port and address family (accepted connections share the port: they are
- * told apart by `SO_ACCEPTCONN`). Empty without libc.
+ * This process's sockets bound to `addr`'s port in its address family,
+ * listeners and the connections they accepted (which share the port), found
+ * by scanning the process's descriptors (Deno does not expose them): at
+ * least the first 4 096, further while open ones keep turning up. Nothing
+ * without libc.
  */
-export function listeningFds(addr: Deno.NetAddr): number[] {
+export function* portSockets(addr: Deno.NetAddr): Generator<PortSocket> {
   const lib = libc();
-  if (!lib) return [];
+  if (!lib) return;
   const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
-  const found: number[] = [];
   const value = new Int32Array(1);
   const valueLength = new Uint32Array(1);
   const address = new Uint8Array(128);
   const addressLength = new Uint32Array(1);
-  for (let fd = 3; fd < MAX_FD; fd++) {
+  let limit = MIN_SCAN;
+  for (let fd = 3; fd < limit && fd < MAX_SCAN; fd++) {
+    if (lib.symbols.fcntl(fd, F_GETFD) < 0) continue; // not open
+    limit = Math.max(limit, fd + GAP);
     valueLength[0] = 4;
     if (
       lib.symbols.getsockopt(
@@ -90,15 +107,26 @@ export function listeningFds(addr: Deno.NetAddr): number[] {
         value,
         valueLength,
       ) !== 0
-    ) continue;
-    if (value[0] !== 1) continue;
+    ) continue; // not a socket
     addressLength[0] = address.length;
     if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
     // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
     // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
     // 2..3.
     if ((address[0] | (address[1] << 8)) !== family) continue;
-    if (((address[2] << 8) | address[3]) === addr.port) found.push(fd);
+    if (((address[2] << 8) | address[3]) !== addr.port) continue;
+    yield { fd, listening: value[0] === 1 };
+  }
+}
+
+/**
+ * File descriptors of this process's listening TCP sockets on `addr`'s
+ * port and address family. Empty without libc.
+ */
+export function listeningFds(addr: Deno.NetAddr): number[] {
+  const found: number[] = [];
+  for (const socket of portSockets(addr)) {
+    if (socket.listening) found.push(socket.fd);
   }
   return found;
 }
