@@ -35,6 +35,7 @@ import {
 import {
   MAX_WORKERS,
   NotReadyError,
+  PRE_DRAIN_DEFAULT,
   Supervisor,
   type SupervisorOptions,
 } from "./supervisor/_supervisor.ts";
@@ -262,7 +263,7 @@ export function parseArgs(args: string[]): SuperviseOptions {
   if (get("pre-drain") !== undefined) options.preDrain = ms("pre-drain", 0);
   if (get("rollback-window") !== undefined) {
     options.rollbackWindow = ms("rollback-window", 0);
-    const most = options.preDrain ?? 1000;
+    const most = options.preDrain ?? PRE_DRAIN_DEFAULT;
     if (options.rollbackWindow > most) {
       throw new Error(
         `--rollback-window: expected at most --pre-drain (${most} ms), got ${options.rollbackWindow}`,

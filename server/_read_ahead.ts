@@ -6,6 +6,8 @@
  * guard (`_body_guard.ts`) owns it.
  */
 
+import type { BODY_METHODS } from "../lifecycle/_deno.ts";
+
 /** Bytes that read-ahead may hold across all requests of one server. */
 export class Budget {
   /** Bytes held now. */
@@ -263,7 +265,7 @@ const decoder = new TextDecoder();
  * through a `Response` (with the request's `content-type`).
  */
 export function consumeWhole(
-  method: "arrayBuffer" | "blob" | "bytes" | "formData" | "json" | "text",
+  method: typeof BODY_METHODS[number],
   chunks: Uint8Array[],
   contentType: string | null,
 ): Promise<unknown> {

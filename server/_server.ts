@@ -363,7 +363,6 @@ class Server implements GracefulServer {
   /** Whether steering failed once already (said once, then quiet). */
   #steerFailed = false;
 
-  /** See {@linkcode DrainTarget.steer}: one line says what happened. */
   /**
    * True when no client of this server can still send a request that was
    * not announced: nothing is queued and every open connection is busy
@@ -381,6 +380,7 @@ class Server implements GracefulServer {
     return found.open.every((peer) => announced.has(peer));
   }
 
+  /** See {@linkcode DrainTarget.steer}: one line says what happened. */
   #steer(away: { exclude: number; count: number } | undefined) {
     const where = describeAddr(this.addr);
     const failed = away

@@ -16,6 +16,7 @@ import {
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
+import type { DrainContext } from "../shutdown.ts";
 
 /** How often the pre-drain looks for the moment it may end. */
 const QUIET_POLL_MS = 10;
@@ -24,7 +25,11 @@ const QUIET_POLL_MS = 10;
  * steer completes its handshake in an RTT, unseen by the census until then.
  */
 const QUIET_MIN_MS = 25;
-import type { DrainContext } from "../shutdown.ts";
+
+/** Writes a protocol line for the supervisor on stderr, at once. */
+function report(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(line));
+}
 
 /** Exit status when a supervised worker cannot use `reusePort`. */
 const EXIT_NO_REUSEPORT = 78;
@@ -132,9 +137,7 @@ class Link {
     this.#secret.promise.then((secret) => {
       if (this.#reported) return;
       this.#reported = true;
-      Deno.stderr.writeSync(
-        new TextEncoder().encode(readyLine(secret, Deno.pid)),
-      );
+      report(readyLine(secret, Deno.pid));
     }, () => {});
   }
 
@@ -248,7 +251,7 @@ class Link {
             Math.round(performance.now() - start)
           } ms (every connection left is busy with a request told Connection: close)`,
         );
-        Deno.stderr.writeSync(new TextEncoder().encode(quietLine(secret)));
+        report(quietLine(secret));
       }
       if (committed()) return done();
     }

@@ -20,7 +20,11 @@ import {
 import { Worker } from "./_worker.ts";
 
 export { NotReadyError } from "./_reports.ts";
-export { MAX_WORKERS, type SupervisorOptions } from "./_supervisor_options.ts";
+export {
+  MAX_WORKERS,
+  PRE_DRAIN_DEFAULT,
+  type SupervisorOptions,
+} from "./_supervisor_options.ts";
 
 /**
  * Runs N workers of one command on one port and replaces them without

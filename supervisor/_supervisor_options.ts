@@ -6,6 +6,9 @@
 import { describe, type Logger } from "../lifecycle/_log.ts";
 import { duration } from "../lifecycle/_timer.ts";
 
+/** The pre-drain's longest time (ms) when `preDrain` is not given. */
+export const PRE_DRAIN_DEFAULT = 1000;
+
 /** Most workers one supervisor runs (each is a whole Deno process). */
 export const MAX_WORKERS = 64;
 
@@ -85,7 +88,7 @@ export function supervisorSettings(
       `workers: expected a whole number from 1 to ${MAX_WORKERS}, got ${workers}`,
     );
   }
-  const preDrain = duration("preDrain", options.preDrain, 1000);
+  const preDrain = duration("preDrain", options.preDrain, PRE_DRAIN_DEFAULT);
   const rollbackWindow = duration(
     "rollbackWindow",
     options.rollbackWindow,
