@@ -263,9 +263,11 @@ export class BodyGuard {
     // Read ahead whole: handed over as it is (see consumeWhole).
     const whole = this.#route?.takeWhole();
     if (whole) return consumeWhole(method, whole, type);
-    return new Response(this.body(), {
-      headers: type === null ? {} : { "content-type": type },
-    })[method]();
+    const route = this.#open();
+    if (!route) return consumeWhole(method, [], type);
+    // The rest in buffers of its own size, not through a stream and a
+    // `Response`, which would keep every piece, then copy them.
+    return route.rest().then((chunks) => consumeWhole(method, chunks, type));
   }
 
   clone(): Request {
