@@ -28,6 +28,13 @@ export interface DrainMemoryRow {
   peakMiB: number;
   /** Every round's peak RSS, MiB, in order. */
   rounds: number[];
+  /**
+   * Every round's RSS once all N handlers were running, before the signal
+   * (MiB, in order; absent in older results). Deno 2.9.6 sometimes reads
+   * whole bodies as they arrive, before any handler asks: such a round
+   * starts its drain hundreds of MiB higher, for every server alike.
+   */
+  before?: number[];
   /** Requests answered 200 with their whole body counted. */
   whole: number;
   /** SIGTERM → every answer in, ms. */
@@ -88,7 +95,8 @@ async function once(
     }
     // Every handler running (a request not yet parsed would be an idle
     // connection to shutdown(), closed unanswered).
-    await until("all in");
+    await until(" kB\n");
+    const beforeKb = Number(out.match(/all in (\d+) kB/)?.[1]);
     const start = performance.now();
     child.kill("SIGTERM");
     let whole = 0;
@@ -108,7 +116,8 @@ async function once(
     const drainMs = Math.round(performance.now() - start);
     await until("peak");
     const kb = Number(out.match(/peak (\d+) kB/)?.[1]);
-    return { peakMiB: Math.round(kb / 102.4) / 10, whole, drainMs };
+    const mib = (kb: number) => Math.round(kb / 102.4) / 10;
+    return { peakMiB: mib(kb), beforeMiB: mib(beforeKb), whole, drainMs };
   } finally {
     for (const conn of conns) conn.close();
     try {
@@ -145,7 +154,7 @@ export async function drainMemory(
           log(
             `drain-memory round ${round}/${rounds}: ${n} × ${
               size ? `POST ${size / 1024} KiB` : "GET"
-            }, ${server}: peak ${run.peakMiB} MiB, ${run.whole} whole, ${run.drainMs} ms`,
+            }, ${server}: before ${run.beforeMiB} MiB, peak ${run.peakMiB} MiB, ${run.whole} whole, ${run.drainMs} ms`,
           );
         }
       }
@@ -159,6 +168,7 @@ export async function drainMemory(
       server,
       peakMiB: median(runs.map((r) => r.peakMiB)),
       rounds: runs.map((r) => r.peakMiB),
+      before: runs.map((r) => r.beforeMiB),
       whole: Math.min(...runs.map((r) => r.whole)),
       drainMs: median(runs.map((r) => r.drainMs)),
     };

@@ -112,26 +112,47 @@ export function markdown(r: Results): string {
     lines.push(
       "## Memory at the drain: N requests in flight at SIGTERM, each handler reads its body 3 s after it starts",
       "",
-      "Peak RSS (VmHWM) of the server process, median of the rounds (each round's in results.json). raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait (what Deno costs to keep the bodies).",
+      "Peak RSS (VmHWM) of the server process, median of the rounds (each round's in results.json). raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait. Bound: serve()'s GET row + 2 × the body bytes in flight; over the bound: (serve() − bound) / N, KiB per request (negative: under it). Pre-read: rounds in which Deno had read whole bodies as they arrived, before any handler asked (RSS at 'all in', before the signal, more than half the body bytes, at least 20 MiB, above the GET row's): for every server alike, before the drain.",
       "",
-      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | serve() answered whole (fewest) | by hand answered whole | serve() drain ms |",
-      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | bound MiB | serve() over the bound, KiB/request | rounds pre-read by Deno (serve() / by hand / early) | serve() answered whole (fewest) | by hand answered whole | serve() drain ms |",
+      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     );
     const key = (x: DrainMemoryRow) => `${x.n} ${x.size}`;
     const cases = [...new Set(r.drainMemory.map(key))];
+    const find = (n: number, size: number, server: string) =>
+      r.drainMemory!.find((x) =>
+        x.n === n && x.size === size && x.server === server
+      );
+    const median = (xs: number[]) =>
+      [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     for (const c of cases) {
-      const of = (server: string) =>
-        r.drainMemory!.find((x) => key(x) === c && x.server === server);
-      const [mine, raw, early] = ["serve()", "raw, by hand", "raw, read early"]
-        .map(of);
+      const [n, size] = c.split(" ").map(Number);
+      const rows = ["serve()", "raw, by hand", "raw, read early"].map((
+        server,
+      ) => find(n, size, server));
+      const [mine, raw, early] = rows;
+      const mib = n * size / 1024 / 1024;
+      const get = find(n, 0, "serve()");
+      const bound = get && size > 0 ? get.peakMiB + 2 * mib : undefined;
+      const over = bound !== undefined && mine
+        ? Math.round((mine.peakMiB - bound) * 1024 / n)
+        : undefined;
+      const preRead = (row: DrainMemoryRow | undefined) => {
+        const base = find(n, 0, row?.server ?? "")?.before;
+        if (!row?.before || !base || size === 0) return "—";
+        const floor = median(base) + Math.max(mib / 2, 20);
+        return `${
+          row.before.filter((b) => b > floor).length
+        }/${row.before.length}`;
+      };
       lines.push(
-        `| ${mine?.n} | ${
-          mine?.size ? `POST ${mine.size / 1024} KiB` : "GET"
-        } | ${mine?.peakMiB ?? "—"} | ${raw?.peakMiB ?? "—"} | ${
-          early?.peakMiB ?? "—"
-        } | ${mine?.whole ?? "—"} of ${mine?.n} | ${raw?.whole ?? "—"} | ${
-          mine?.drainMs ?? "—"
-        } |`,
+        `| ${n} | ${size ? `POST ${size / 1024} KiB` : "GET"} | ${
+          mine?.peakMiB ?? "—"
+        } | ${raw?.peakMiB ?? "—"} | ${early?.peakMiB ?? "—"} | ${
+          bound === undefined ? "—" : Math.round(bound * 10) / 10
+        } | ${over ?? "—"} | ${rows.map(preRead).join(" / ")} | ${
+          mine?.whole ?? "—"
+        } of ${n} | ${raw?.whole ?? "—"} | ${mine?.drainMs ?? "—"} |`,
       );
     }
     lines.push("");
