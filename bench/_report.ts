@@ -112,10 +112,10 @@ export function markdown(r: Results): string {
     lines.push(
       "## Memory at the drain: N requests in flight at SIGTERM, each handler reads its body 3 s after it starts",
       "",
-      "Peak RSS (VmHWM) of the server process, median of the rounds (each round's in results.json). raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait. Bound: serve()'s GET row + 2 × the body bytes in flight; over the bound: (serve() − bound) / N, KiB per request (negative: under it). Pre-read: rounds in which Deno had read whole bodies as they arrived, before any handler asked (RSS at 'all in', before the signal, more than half the body bytes, at least 20 MiB, above the GET row's): for every server alike, before the drain.",
+      "Peak RSS (VmHWM) of the server process in MiB, median of the rounds (each round's in results.json). raw, by hand: Deno.serve + shutdown() (Deno 2.9.6 takes unread bodies away). raw, read early: Deno.serve whose handlers read the body first, then wait. Pre-read: rounds in which Deno had read whole bodies as they arrived, before any handler asked (RSS once every handler runs, before the signal, above the GET row's by more than half the body bytes and at least 20 MiB): it happens to every server alike, before the drain ('read early' reads before the signal by design: not counted). not pre-read: the median of the other rounds. Bound: serve()'s GET row + 2 × the body bytes in flight; over the bound: (serve(), not pre-read − bound) / N, KiB per request (negative: under it). The drain's own: serve()'s peak − its RSS before the signal, median of all rounds.",
       "",
-      "| N in flight | request | serve() MiB | raw, by hand MiB | raw, read early MiB | bound MiB | serve() over the bound, KiB/request | rounds pre-read by Deno (serve() / by hand / early) | serve() answered whole (fewest) | by hand answered whole | serve() drain ms |",
-      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+      "| N in flight | request | serve() | serve(), not pre-read | raw, by hand | raw, read early | bound | serve() over the bound, KiB/request | the drain's own | rounds pre-read by Deno (serve() / by hand) | serve() answered whole (fewest) | by hand answered whole | serve() drain ms |",
+      "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     );
     const key = (x: DrainMemoryRow) => `${x.n} ${x.size}`;
     const cases = [...new Set(r.drainMemory.map(key))];
@@ -123,8 +123,12 @@ export function markdown(r: Results): string {
       r.drainMemory!.find((x) =>
         x.n === n && x.size === size && x.server === server
       );
-    const median = (xs: number[]) =>
-      [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const median = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      const m = Math.floor(s.length / 2);
+      return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+    };
+    const round1 = (x: number) => Math.round(x * 10) / 10;
     for (const c of cases) {
       const [n, size] = c.split(" ").map(Number);
       const rows = ["serve()", "raw, by hand", "raw, read early"].map((
@@ -132,25 +136,42 @@ export function markdown(r: Results): string {
       ) => find(n, size, server));
       const [mine, raw, early] = rows;
       const mib = n * size / 1024 / 1024;
-      const get = find(n, 0, "serve()");
-      const bound = get && size > 0 ? get.peakMiB + 2 * mib : undefined;
-      const over = bound !== undefined && mine
-        ? Math.round((mine.peakMiB - bound) * 1024 / n)
-        : undefined;
+      /** Per round of `row`: did Deno read bodies before the signal? */
       const preRead = (row: DrainMemoryRow | undefined) => {
         const base = find(n, 0, row?.server ?? "")?.before;
-        if (!row?.before || !base || size === 0) return "—";
+        if (!row?.before || !base || size === 0) return undefined;
         const floor = median(base) + Math.max(mib / 2, 20);
-        return `${
-          row.before.filter((b) => b > floor).length
-        }/${row.before.length}`;
+        return row.before.map((b) => b > floor);
       };
+      const counted = (row: DrainMemoryRow | undefined) => {
+        const flags = preRead(row);
+        return flags ? `${flags.filter(Boolean).length}/${flags.length}` : "—";
+      };
+      const mineFlags = preRead(mine);
+      const clean = mine && mineFlags
+        ? mine.rounds.filter((_, i) => !mineFlags[i])
+        : [];
+      const cleanMiB = clean.length ? round1(median(clean)) : undefined;
+      const get = find(n, 0, "serve()");
+      const bound = get && size > 0 ? get.peakMiB + 2 * mib : undefined;
+      // Every round pre-read (small bodies, many at once): all rounds.
+      const basis = cleanMiB ?? mine?.peakMiB;
+      const over = bound !== undefined && basis !== undefined
+        ? `${Math.round((basis - bound) * 1024 / n)}${
+          cleanMiB === undefined ? " (all rounds)" : ""
+        }`
+        : undefined;
+      const own = mine?.before
+        ? round1(median(mine.rounds.map((p, i) => p - mine.before![i])))
+        : undefined;
       lines.push(
         `| ${n} | ${size ? `POST ${size / 1024} KiB` : "GET"} | ${
           mine?.peakMiB ?? "—"
-        } | ${raw?.peakMiB ?? "—"} | ${early?.peakMiB ?? "—"} | ${
-          bound === undefined ? "—" : Math.round(bound * 10) / 10
-        } | ${over ?? "—"} | ${rows.map(preRead).join(" / ")} | ${
+        } | ${cleanMiB ?? "—"} | ${raw?.peakMiB ?? "—"} | ${
+          early?.peakMiB ?? "—"
+        } | ${bound === undefined ? "—" : round1(bound)} | ${over ?? "—"} | ${
+          own ?? "—"
+        } | ${counted(mine)} / ${counted(raw)} | ${
           mine?.whole ?? "—"
         } of ${n} | ${raw?.whole ?? "—"} | ${mine?.drainMs ?? "—"} |`,
       );
