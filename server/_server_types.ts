@@ -67,11 +67,13 @@ export interface ServeOptions
    * `Connection: close`) until it has been.
    *
    * It bounds the body bytes held (one buffer per 64 KiB of body, no copy
-   * when the handler reads it whole). It does not bound what Deno itself
-   * holds to deliver them (its per-connection buffers: a raw `Deno.serve`
-   * that keeps 5 000 bodies of 64 KiB read peaks at about 1 000 MiB for
-   * 313 MiB of bodies), nor this server's few KiB of records per request
-   * in flight (5 000 such POSTs drained by `serve()`: about 1 250 MiB; see
+   * when the handler reads it whole). It does not bound what Deno holds to
+   * deliver them (a small buffer per connection: the drain asks for 4 KiB
+   * at a time), nor the drain's records and garbage: measured, peak RSS
+   * stays under the GETs' + 2 × the body bytes + 24 KiB per request in
+   * flight + 6 MiB (5 000 POSTs of 64 KiB: 650 MiB, GETs 157). Nor does it
+   * bound what Deno 2.9.6 reads by itself as bodies arrive, before any
+   * handler asks (in some runs hundreds of MiB before the signal; see
    * bench/README.md, "Memory at the drain").
    */
   bodyBufferLimit?: number;
