@@ -259,6 +259,9 @@ export class BodyGuard {
     if (this.used()) {
       return Promise.reject(new TypeError("Body already consumed"));
     }
+    if (this.#route?.locked) {
+      return Promise.reject(new TypeError("Body is locked to a reader"));
+    }
     const type = this.#request.headers.get("content-type");
     // Read ahead whole: handed over as it is (see consumeWhole).
     const whole = this.#route?.takeWhole();

@@ -300,3 +300,25 @@ Deno.test("body: past bodyBufferLimit the body is read at the handler's pace, st
   );
   assertClean(proc);
 });
+
+Deno.test("body: arrayBuffer() after req.body was locked to a reader fails with a TypeError, with or without a drain", async () => {
+  const body = payload(64 * 1024);
+  for (const drain of [false, true]) {
+    const { proc, port } = await start();
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    const response = conn.request("/upload?wait=300&read=locked", {}, body);
+    await inFlight(proc, "/upload");
+    if (drain) proc.kill("SIGTERM");
+    const res = await response;
+    conn.close();
+    assert.equal(res.status, 500, proc.output());
+    assert.match(res.body, /^read failed: TypeError/, `drain: ${drain}`);
+    if (drain) {
+      assert.equal((await proc.status).code, 0, proc.output());
+    } else {
+      proc.kill("SIGTERM");
+      await proc.status;
+    }
+  }
+});
