@@ -91,7 +91,10 @@ async function once(
     for (let i = 0; i < n; i++) {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       conns.push(conn);
-      await conn.write(request);
+      // write() may take part of it: the rest would never arrive.
+      for (let at = 0; at < request.length;) {
+        at += await conn.write(request.subarray(at));
+      }
     }
     // Every handler running (a request not yet parsed would be an idle
     // connection to shutdown(), closed unanswered).

@@ -31,19 +31,32 @@ export interface ChunkReader {
 
 /** Largest buffer one read-ahead read fills. */
 const MAX_READ = 64 * 1024;
-/** Buffer size for a body of unknown length (chunked). */
+/** Smallest buffer for a body of unknown length (chunked). */
 const UNKNOWN_READ = 16 * 1024;
 /**
- * Most bytes asked of Deno in one read. Deno 2.9's HTTP/1.1 connection
+ * Fewest bytes asked of Deno in one read. Deno 2.9's HTTP/1.1 connection
  * reads into a scratch buffer of its own, grown (zero-filled) to the
  * largest read ever asked of it and kept while the connection lives: 64 KiB
- * reads left 64 KiB of scratch on each connection beside the body kept
+ * reads left 64 KiB of scratch on each connection beside a 64 KiB body
  * (5 000 POSTs of 64 KiB in flight: 1 320 MiB peak RSS, 1 080 with 16 KiB
  * reads, 960 with 4 KiB reads into the same buffer, measured before
- * whole-body reads went through `Route.rest`). A read into a bigger buffer
- * goes through views of this size.
+ * whole-body reads went through `Route.rest`). So a read asks for 1/16 of
+ * the body ({@linkcode readPiece}), at least this much.
  */
 export const READ_PIECE = 4 * 1024;
+
+/**
+ * Bytes asked of Deno in one read of a body of `total` bytes (its
+ * `content-length`, or what has arrived so far): 1/16 of it as a power of
+ * two, from {@linkcode READ_PIECE} to 64 KiB. Deno's scratch then stays
+ * within 1/16 of the body, and a large upload is not read in small pieces
+ * (128 MiB at loopback speed: 735 ms in 4 KiB reads, 495 in 64 KiB).
+ */
+export function readPiece(total: number): number {
+  let piece = READ_PIECE;
+  while (piece < MAX_READ && piece * 32 <= total) piece *= 2;
+  return piece;
+}
 
 /**
  * A reader for `body` that reads into buffers sized to what is left of it
@@ -64,13 +77,16 @@ export function chunkReader(
     return body.getReader();
   }
   let left = length;
+  let seen = 0;
   return {
     async read(fill = false) {
+      const piece = readPiece(length ?? seen);
       // Unfilled, one piece: a buffer sized for more would be kept whole
       // behind the piece the socket gave.
-      const most = fill ? MAX_READ : READ_PIECE;
+      const most = fill ? MAX_READ : piece;
+      // Length unknown (chunked): a buffer of 4 pieces, growing with them.
       const size = left === undefined
-        ? Math.min(UNKNOWN_READ, most)
+        ? Math.min(Math.max(UNKNOWN_READ, 4 * piece), most)
         : Math.max(1, Math.min(left, most));
       // Each read hands the buffer back (transferred): the next one reads
       // into what is left of it. A piece kept in a buffer sized for the
@@ -80,7 +96,7 @@ export function chunkReader(
       let filled = 0;
       for (;;) {
         const result = await byob.read(
-          new Uint8Array(buffer, filled, Math.min(size - filled, READ_PIECE)),
+          new Uint8Array(buffer, filled, Math.min(size - filled, piece)),
         );
         if (result.value) buffer = result.value.buffer as ArrayBuffer;
         if (result.done) {
@@ -92,6 +108,7 @@ export function chunkReader(
           break;
         }
         filled += result.value.byteLength;
+        seen += result.value.byteLength;
         if (left !== undefined) {
           left = Math.max(0, left - result.value.byteLength);
         }

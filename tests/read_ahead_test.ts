@@ -10,6 +10,7 @@ import {
   Budget,
   chunkReader,
   READ_PIECE,
+  readPiece,
   Route,
 } from "../server/_read_ahead.ts";
 
@@ -69,7 +70,7 @@ Deno.test("read-ahead: a 64 KiB body is asked of Deno in pieces of at most READ_
   assert.ok(asked.every((size) => size <= READ_PIECE), `${asked}`);
 });
 
-Deno.test("read-ahead: the handler's whole-body read (rest) fills buffers of up to 64 KiB through small views; a 64 KiB body is one chunk", async () => {
+Deno.test("read-ahead: the handler's whole-body read (rest) fills buffers of up to 64 KiB through views of readPiece(length); a 64 KiB body is one chunk", async () => {
   for (const length of [1, 4096, 64 * 1024, 200 * 1024 + 3]) {
     const { stream, asked } = recordingBody(length, 3000);
     const route = new Route(
@@ -84,7 +85,8 @@ Deno.test("read-ahead: the handler's whole-body read (rest) fills buffers of up 
       // Each chunk fills its own buffer: nothing kept beyond the bytes.
       assert.equal(chunk.byteLength, chunk.buffer.byteLength);
     }
-    assert.ok(asked.every((size) => size <= READ_PIECE), `${asked}`);
+    const piece = readPiece(length);
+    assert.ok(asked.every((size) => size <= piece), `${asked}`);
     assert.equal(route.used, true);
   }
 });
@@ -98,4 +100,25 @@ Deno.test("read-ahead: a streamed read returns one piece in a buffer of that pie
   assert.ok(value!.buffer.byteLength <= READ_PIECE, `${value!.buffer}`);
   assert.deepEqual(asked, [READ_PIECE]);
   await reader.cancel();
+});
+
+Deno.test("read-ahead: the size asked grows with the body (1/16 of it, 4 KiB to 64 KiB), known or not", async () => {
+  assert.equal(readPiece(0), READ_PIECE);
+  assert.equal(readPiece(64 * 1024), READ_PIECE);
+  assert.equal(readPiece(128 * 1024), 8 * 1024);
+  assert.equal(readPiece(1024 * 1024), 64 * 1024);
+  assert.equal(readPiece(1024 ** 3), 64 * 1024);
+  const length = 4 * 1024 * 1024;
+  for (const known of [length, undefined]) {
+    const { stream, asked } = recordingBody(length, 64 * 1024);
+    const route = new Route(
+      chunkReader(stream, known),
+      new Budget(64 * 1024 * 1024),
+      () => {},
+    );
+    assertBytes(await route.rest(), length);
+    assert.ok(Math.max(...asked) <= 64 * 1024, `${known}`);
+    // Most of a 4 MiB body in 64 KiB reads, not 1 024 reads of 4 KiB.
+    assert.ok(asked.length < 200, `${known}: ${asked.length} reads`);
+  }
 });
