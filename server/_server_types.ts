@@ -68,10 +68,11 @@ export interface ServeOptions
    *
    * It bounds the body bytes held (one buffer per 64 KiB of body, no copy
    * when the handler reads it whole). It does not bound what Deno holds to
-   * deliver them (a small buffer per connection: the drain asks for 4 KiB
-   * at a time), nor the drain's records and garbage: measured, peak RSS
-   * stays under the GETs' + 2 × the body bytes + 24 KiB per request in
-   * flight + 6 MiB (5 000 POSTs of 64 KiB: 650 MiB, GETs 157). Nor does it
+   * deliver them (a buffer per connection the size of the drain's reads: 4
+   * KiB, or 1/16 of the body up to 64 KiB), nor the drain's records and
+   * garbage: measured, peak RSS stays under the GETs' + 2 × the body bytes
+   * + 24 KiB per request in flight + 6 MiB (5 000 POSTs of 64 KiB: 650 MiB,
+   * GETs 157). Nor does it
    * bound what Deno 2.9.6 reads by itself as bodies arrive, before any
    * handler asks (in some runs hundreds of MiB before the signal; see
    * bench/README.md, "Memory at the drain").
