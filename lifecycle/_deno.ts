@@ -70,6 +70,22 @@ export function isResourceBacked(stream: ReadableStream): boolean {
   return backingKey !== null && (stream as any)[backingKey] != null;
 }
 
+let wsKey: symbol | undefined;
+/**
+ * The WebSocket that `Deno.upgradeWebSocket` tied to its 101 response
+ * (Deno's `[[associated_ws]]` slot); `undefined` for any other response,
+ * or where there is no such slot.
+ */
+export function upgradedSocket(res: Response): WebSocket | undefined {
+  // A miss is not cached: only upgrade responses have the slot.
+  wsKey ??= Object.getOwnPropertySymbols(res).find((k) =>
+    k.description === "[[associated_ws]]"
+  );
+  // deno-lint-ignore no-explicit-any
+  const socket = wsKey === undefined ? undefined : (res as any)[wsKey];
+  return socket instanceof WebSocket ? socket : undefined;
+}
+
 /** What Deno's internal response record says of a response's body. */
 export interface InnerBody {
   /** The length Deno knows up front, or null. */
@@ -229,6 +245,25 @@ export const RELIANCES: readonly Reliance[] = [
       return stream !== undefined && stream.length === null &&
         stream.stream instanceof ReadableStream && fixed !== undefined &&
         fixed.source != null;
+    },
+  },
+  {
+    name: "Response [[associated_ws]] slot (Deno.upgradeWebSocket)",
+    usedFor:
+      "waiting before exit for the closing handshakes of WebSockets (the app's close, or Deno's 1001)",
+    without:
+      "the process may exit before a client's close reply arrives: the client sees its WebSocket reset (wasClean false)",
+    present: () => {
+      const { response, socket } = Deno.upgradeWebSocket(
+        new Request("http://localhost/", {
+          headers: {
+            upgrade: "websocket",
+            connection: "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+          },
+        }),
+      );
+      return upgradedSocket(response) === socket;
     },
   },
   {

@@ -23,6 +23,12 @@ const SETTLE_POLL_MS = 5;
 
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
+/**
+ * Longest wait for the WebSockets the app is closing to finish their
+ * closing handshake before `shutdown()` (never past the deadline): a
+ * client's close reply takes a round trip.
+ */
+const WEBSOCKET_CLOSE_MS = 1000;
 
 /** What the drain needs from its server. */
 export interface DrainHost {
@@ -70,6 +76,7 @@ export async function runDrain(
   // The deadline counts from the end of the delay: a delay (or a
   // supervisor's pre-drain) never eats into the time requests have.
   const deadline = timer(host.drainTimeout, "deadline" as const);
+  const deadlineAt = performance.now() + host.drainTimeout;
   if (detach && host.detach() > 0) {
     // The listener left the port's group: connections it accepted get a
     // moment to deliver their request before Deno's drain closes idle ones.
@@ -96,6 +103,9 @@ export async function runDrain(
   // takes it away, so the handler's read names the deadline.
   if (host.traffic.bodiesPending > 0) {
     host.traffic.cutBodies(host.drainTimeout);
+  }
+  if (host.traffic.webSockets.closing > 0) {
+    await webSocketsClosed(host, where, deadlineAt);
   }
   host.traffic.listenerClosed = true;
   host.closeListener();
@@ -153,6 +163,27 @@ export async function runDrain(
       (broken.length > 0 ? `, ${broken.length} broken by the drain` : ""),
   );
   return result;
+}
+
+/**
+ * Waits (up to 1 s, never past the deadline) for the WebSockets the app
+ * is closing to finish their closing handshake: Deno's `shutdown()` would
+ * close them again with 1001. One line counts those that did not.
+ */
+async function webSocketsClosed(
+  host: DrainHost,
+  where: string,
+  deadlineAt: number,
+): Promise<void> {
+  const ms = Math.min(WEBSOCKET_CLOSE_MS, deadlineAt - performance.now());
+  const left = await host.traffic.webSockets.closed(ms);
+  if (left > 0) {
+    host.logger.warn(
+      `${left} WebSocket(s) on ${where} had not finished their closing handshake after ${
+        Math.round(ms)
+      } ms; Deno's shutdown() closes them`,
+    );
+  }
 }
 
 /** The drain delay, fixed or self-ending; one line says how it ended. */

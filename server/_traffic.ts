@@ -25,6 +25,7 @@ import {
 import { BodyWait } from "./_body_wait.ts";
 import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
+import { WebSockets } from "./_web_sockets.ts";
 import { peerKey } from "../supervisor/_census.ts";
 import { Budget } from "./_read_ahead.ts";
 import {
@@ -76,6 +77,8 @@ export class Traffic implements GuardOwner, Arrivals {
   readonly #bodies: BodyWait;
   /** Streaming responses the deadline can end. */
   #streams = new OpenStreams(() => this.#finished());
+  /** WebSockets upgraded here, until their closing handshake is done. */
+  readonly webSockets: WebSockets = new WebSockets();
   #options: TrafficOptions;
   /** The read-ahead budget (unused where bodies need no guard). */
   readonly budget!: Budget;
@@ -415,6 +418,7 @@ export class Traffic implements GuardOwner, Arrivals {
       }
       work.guard?.release();
     }
+    if (res.status === 101) this.webSockets.watch(res);
     if (this.draining || this.#preDraining) {
       res = withClose(request, res);
       if (info) this.#told.add(peerKey(info.remoteAddr));

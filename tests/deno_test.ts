@@ -15,6 +15,7 @@ import {
   requestMembers,
   shutdownLosesBodies,
   streamState,
+  upgradedSocket,
 } from "../lifecycle/_deno.ts";
 import {
   rangeText,
@@ -236,7 +237,8 @@ Deno.test("requestMembers: says which member cannot be routed", () => {
 const HIDE_INTERNALS = `
 const own = Object.getOwnPropertySymbols;
 Object.getOwnPropertySymbols = (o) => own(o).filter((k) =>
-  !["[[state]]", "[[resourceBacking]]", "response"].includes(k.description));
+  !["[[state]]", "[[resourceBacking]]", "response", "[[associated_ws]]"]
+    .includes(k.description));
 const d = Object.getOwnPropertyDescriptor(Request.prototype, "body");
 Object.defineProperty(Request.prototype, "body", { ...d, configurable: false });
 `;
@@ -388,4 +390,24 @@ Deno.test("canary: a request body is a byte stream, so the drain reads it into b
     sizes.length > 0 && sizes.every((size) => size <= 4096),
     `${sizes}`,
   );
+});
+
+Deno.test("canary: the 101 response of Deno.upgradeWebSocket names its socket ([[associated_ws]]), so the drain can let the app's close finish", async () => {
+  let seen: boolean | undefined;
+  const plain = upgradedSocket(new Response("x"));
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      seen = upgradedSocket(response) === socket;
+      socket.onopen = () => socket.close(1000);
+      return response;
+    },
+  );
+  const ws = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+  const { promise, resolve } = Promise.withResolvers<void>();
+  ws.onclose = () => resolve();
+  await promise;
+  assert.equal(seen, true);
+  assert.equal(plain, undefined);
 });

@@ -1,0 +1,54 @@
+/**
+ * The WebSockets a server upgraded, until they are closed: the drain lets
+ * those the app is closing (its `info.signal` listener called `close()`)
+ * finish their closing handshake before Deno's `shutdown()`, which would
+ * otherwise close them again with 1001 and the client see an unclean close
+ * (`wasClean` false) instead of the app's code.
+ */
+import { upgradedSocket } from "../lifecycle/_deno.ts";
+
+/** Open WebSockets of one server (owned by `Traffic`). */
+export class WebSockets {
+  #open = new Set<WebSocket>();
+  #changed: (() => void) | undefined;
+
+  /** Notes the WebSocket of `res`, if it is a 101 of `Deno.upgradeWebSocket`. */
+  watch(res: Response): void {
+    const socket = upgradedSocket(res);
+    if (!socket || socket.readyState === WebSocket.CLOSED) return;
+    this.#open.add(socket);
+    socket.addEventListener("close", () => {
+      this.#open.delete(socket);
+      this.#changed?.();
+    }, { once: true });
+  }
+
+  /** WebSockets whose closing handshake has started and not ended. */
+  get closing(): number {
+    let n = 0;
+    for (const socket of this.#open) {
+      if (socket.readyState === WebSocket.CLOSING) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Resolves once no WebSocket is closing, or after `ms`, with how many
+   * still were then. It closes none, and does not wait for sockets the app
+   * left open (Deno's `shutdown()` closes those with 1001).
+   */
+  closed(ms: number): Promise<number> {
+    if (this.closing === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#changed = undefined;
+        resolve(this.closing);
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.#changed = () => {
+        if (this.closing === 0) done();
+      };
+    });
+  }
+}
