@@ -197,7 +197,12 @@ Deno.test("seed under `deno task start` in a real terminal: Ctrl+C lets the 3 s 
   const echo = /taken as the same one/;
   const expected = transcript[1].trim().split("\n").slice(1)
     .filter((line) => !echo.test(line) || seen.some((l) => echo.test(l)));
-  assert.deepEqual(seen.slice(1).map(shape), expected.map(shape));
+  // Ctrl+C reaches the group and `deno task` forwards it: under load the
+  // copies may not merge, and each says so (one line in the README).
+  const lines = seen.slice(1).filter((line, i, all) =>
+    !(echo.test(line) && echo.test(all[i - 1] ?? ""))
+  );
+  assert.deepEqual(lines.map(shape), expected.map(shape));
 });
 
 const npx = await new Deno.Command("npx", {
