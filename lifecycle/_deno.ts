@@ -250,9 +250,9 @@ export const RELIANCES: readonly Reliance[] = [
   {
     name: "Response [[associated_ws]] slot (Deno.upgradeWebSocket)",
     usedFor:
-      "waiting before exit for the closing handshakes of WebSockets (the app's close, or Deno's 1001)",
+      "letting the closes the app starts at the drain finish before Deno's shutdown()",
     without:
-      "the process may exit before a client's close reply arrives: the client sees its WebSocket reset (wasClean false)",
+      "a WebSocket the app closes at the drain may be closed by Deno's shutdown() before the client's reply: the client sees an unclean close (wasClean false)",
     present: () => {
       const { response, socket } = Deno.upgradeWebSocket(
         new Request("http://localhost/", {

@@ -76,7 +76,6 @@ export async function runDrain(
   // The deadline counts from the end of the delay: a delay (or a
   // supervisor's pre-drain) never eats into the time requests have.
   const deadline = timer(host.drainTimeout, "deadline" as const);
-  const deadlineAt = performance.now() + host.drainTimeout;
   if (detach && host.detach() > 0) {
     // The listener left the port's group: connections it accepted get a
     // moment to deliver their request before Deno's drain closes idle ones.
@@ -105,7 +104,7 @@ export async function runDrain(
     host.traffic.cutBodies(host.drainTimeout);
   }
   if (host.traffic.webSockets.closing > 0) {
-    await webSocketsClosed(host, where, deadlineAt);
+    await webSocketsClosed(host, where, deadline.promise);
   }
   host.traffic.listenerClosed = true;
   host.closeListener();
@@ -173,15 +172,15 @@ export async function runDrain(
 async function webSocketsClosed(
   host: DrainHost,
   where: string,
-  deadlineAt: number,
+  deadline: Promise<unknown>,
 ): Promise<void> {
-  const ms = Math.min(WEBSOCKET_CLOSE_MS, deadlineAt - performance.now());
-  const left = await host.traffic.webSockets.closed(ms);
-  if (left > 0) {
+  const sockets = host.traffic.webSockets;
+  const grace = timer(WEBSOCKET_CLOSE_MS, undefined);
+  await Promise.race([sockets.settled(), grace.promise, deadline]);
+  grace.clear();
+  if (sockets.closing > 0) {
     host.logger.warn(
-      `${left} WebSocket(s) on ${where} had not finished their closing handshake after ${
-        Math.round(ms)
-      } ms; Deno's shutdown() closes them`,
+      `${sockets.closing} WebSocket(s) on ${where} had not finished their closing handshake within ${WEBSOCKET_CLOSE_MS} ms (or by the deadline); Deno's shutdown() closes them`,
     );
   }
 }

@@ -72,10 +72,9 @@ export interface ServeOptions
    * KiB, or 1/16 of the body up to 64 KiB), nor the drain's records and
    * garbage: measured, peak RSS stays under the GETs' + 2 × the body bytes
    * + 24 KiB per request in flight + 6 MiB (5 000 POSTs of 64 KiB: 650 MiB,
-   * GETs 157). Nor does it
-   * bound what Deno 2.9.6 reads by itself as bodies arrive, before any
-   * handler asks (in some runs hundreds of MiB before the signal; see
-   * bench/README.md, "Memory at the drain").
+   * GETs 157). Nor does it bound what Deno 2.9.6 reads by itself as bodies
+   * arrive, before any handler asks (in some runs hundreds of MiB before
+   * the signal; see bench/README.md, "Memory at the drain").
    */
   bodyBufferLimit?: number;
   /** A path answered 200 `ok` while serving and 503 while draining. */

@@ -10,7 +10,8 @@ import { upgradedSocket } from "../lifecycle/_deno.ts";
 /** Open WebSockets of one server (owned by `Traffic`). */
 export class WebSockets {
   #open = new Set<WebSocket>();
-  #changed: (() => void) | undefined;
+  /** Resolved once no socket is closing (made when first asked for). */
+  #settled: PromiseWithResolvers<void> | undefined;
 
   /** Notes the WebSocket of `res`, if it is a 101 of `Deno.upgradeWebSocket`. */
   watch(res: Response): void {
@@ -19,7 +20,10 @@ export class WebSockets {
     this.#open.add(socket);
     socket.addEventListener("close", () => {
       this.#open.delete(socket);
-      this.#changed?.();
+      if (this.#settled && this.closing === 0) {
+        this.#settled.resolve();
+        this.#settled = undefined;
+      }
     }, { once: true });
   }
 
@@ -33,22 +37,13 @@ export class WebSockets {
   }
 
   /**
-   * Resolves once no WebSocket is closing, or after `ms`, with how many
-   * still were then. It closes none, and does not wait for sockets the app
-   * left open (Deno's `shutdown()` closes those with 1001).
+   * Resolves once no WebSocket is closing (the caller bounds the wait). It
+   * closes none, and does not wait for sockets the app left open (Deno's
+   * `shutdown()` closes those with 1001).
    */
-  closed(ms: number): Promise<number> {
-    if (this.closing === 0) return Promise.resolve(0);
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#changed = undefined;
-        resolve(this.closing);
-      };
-      const timer = setTimeout(done, Math.max(0, ms));
-      this.#changed = () => {
-        if (this.closing === 0) done();
-      };
-    });
+  settled(): Promise<void> {
+    if (this.closing === 0) return Promise.resolve();
+    this.#settled ??= Promise.withResolvers<void>();
+    return this.#settled.promise;
   }
 }
