@@ -39,11 +39,8 @@ import {
   Supervisor,
   type SupervisorOptions,
 } from "./supervisor/_supervisor.ts";
-import {
-  SAME_SIGNAL_MS,
-  signalExitCode,
-  signalKind,
-} from "./lifecycle/_signals.ts";
+import { signalExitCode } from "./lifecycle/_signals.ts";
+import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./lifecycle/_cli.ts";
 
 export { NotReadyError, Supervisor };
@@ -122,27 +119,31 @@ export async function supervise(
     Deno.addSignalListener(name, fn);
     listeners.push([name, fn]);
   };
-  const kind = signalKind();
+  const stops = new StopMachine();
   if (options.signals !== false) {
     for (const name of STOP_SIGNALS) {
       on(name, () => {
-        const what = kind();
-        if (what === "first") {
+        const at = performance.now();
+        // A stop begun from code (`supervisor.stop()`) is the stop this
+        // signal asks for.
+        if (supervisor.stopping) stops.next({ kind: "begin", at });
+        const action = stops.next({ kind: "signal", at });
+        if (action === "start") {
           supervisor.stop(`${name} received`);
-          return;
-        }
-        if (what === "echo") {
+        } else if (action === "joined") {
+          logger.info(`${name} received: already stopping, the same stop`);
+        } else if (action === "echo") {
           logger.info(
             `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one`,
           );
-          return;
+        } else {
+          const code = signalExitCode(name);
+          logger.error(
+            `second ${name}: killing the workers, exiting with ${code}`,
+          );
+          supervisor.kill();
+          Deno.exit(code);
         }
-        const code = signalExitCode(name);
-        logger.error(
-          `second ${name}: killing the workers, exiting with ${code}`,
-        );
-        supervisor.kill();
-        Deno.exit(code);
       });
     }
     if (Deno.build.os !== "windows") {

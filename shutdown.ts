@@ -29,11 +29,10 @@ import { duration } from "./lifecycle/_timer.ts";
 import { type Hook, type HookEntry, runHooks } from "./lifecycle/_hooks.ts";
 import {
   defaultSignals,
-  SAME_SIGNAL_MS,
   signalExitCode,
-  signalKind,
   signalList,
 } from "./lifecycle/_signals.ts";
+import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 
 export type { Logger } from "./lifecycle/_log.ts";
 export { defaultSignals };
@@ -133,9 +132,11 @@ export interface ShutdownResult {
  * Coordinates a graceful stop of the whole process: on the first signal it
  * aborts {@linkcode Shutdown.signal}, waits for every drainer, runs the hooks
  * in reverse order of registration, then exits with an
- * {@linkcode ExitCode}. On a second signal it exits at once; a copy that
- * arrives within 200 ms of the first is the same key press (a terminal and
- * `deno task` both deliver Ctrl+C) and is ignored.
+ * {@linkcode ExitCode}. A signal for a stop already under way is that same
+ * stop: a copy within 200 ms of the first (a terminal, systemd and
+ * `deno task` deliver one stop to every process of the group), and the first
+ * signal after a stop begun by {@linkcode Shutdown.start} or a supervisor's
+ * command. Only a later, deliberate signal exits at once.
  *
  * It does not stop servers by itself: `serve()` registers each server as a
  * drainer. It installs nothing until {@linkcode Shutdown.listen} is called,
@@ -165,7 +166,9 @@ export class Shutdown implements Disposable {
   #drainers = new Set<Drainer>();
   #listening = new Map<Deno.Signal, () => void>();
   #result: Promise<ShutdownResult> | undefined;
-  #kind = signalKind();
+  /** Why the shutdown started, for the line a joining signal prints. */
+  #reason = "";
+  #stops = new StopMachine();
 
   /** Creates a shutdown coordinator; installs nothing yet. */
   constructor(options: ShutdownOptions = {}) {
@@ -264,7 +267,11 @@ export class Shutdown implements Disposable {
     reason = "shutdown requested",
     options: Omit<DrainContext, "reason"> = {},
   ): Promise<ShutdownResult> {
-    this.#result ??= this.#run({ ...options, reason });
+    this.#stops.next({ kind: "begin", at: performance.now() });
+    if (!this.#result) {
+      this.#reason = reason;
+      this.#result = this.#run({ ...options, reason });
+    }
     return this.#result;
   }
 
@@ -277,23 +284,25 @@ export class Shutdown implements Disposable {
   }
 
   #onSignal(name: Deno.Signal) {
-    const kind = this.#kind();
-    if (kind === "first" && !this.#result) {
+    const action = this.#stops.next({ kind: "signal", at: performance.now() });
+    if (action === "start") {
       this.#logger.info(
         `${name} received: shutting down gracefully (send ${name} again to exit at once)`,
       );
       this.start(name);
-      return;
-    }
-    if (kind === "echo") {
+    } else if (action === "joined") {
       this.#logger.info(
-        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a wrapper such as \`deno task\` forwards the signal its process group already got)`,
+        `${name} received: already shutting down (${this.#reason}), taken as the same stop (send ${name} again to exit at once)`,
       );
-      return;
+    } else if (action === "echo") {
+      this.#logger.info(
+        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a terminal, systemd or a wrapper such as \`deno task\` delivers one stop to every process of the group)`,
+      );
+    } else {
+      const code = signalExitCode(name);
+      this.#logger.error(`second ${name}: exiting now with code ${code}`);
+      Deno.exit(code);
     }
-    const code = signalExitCode(name);
-    this.#logger.error(`second ${name}: exiting now with code ${code}`);
-    Deno.exit(code);
   }
 
   async #run(context: DrainContext): Promise<ShutdownResult> {

@@ -1,7 +1,7 @@
 /**
  * Stop signals: which ones a platform allows, validation of the `signals`
- * option, the exit code of a second signal (128 + its number), and the
- * window in which a copy of the same Ctrl+C is taken as one signal.
+ * option, and the exit code of a second signal (128 + its number). What a
+ * delivery means is `_stop_machine.ts`'s job.
  */
 import { describe } from "./_log.ts";
 
@@ -70,35 +70,6 @@ const NUMBERS: Record<string, number> = {
   SIGWINCH: 28,
   SIGUSR2: os === "darwin" ? 31 : 12,
 };
-
-/**
- * Copies of one signal that arrive closer together than this are one event.
- * Ctrl+C in a terminal reaches every process of the foreground group, and
- * `deno task` (like other wrappers) forwards its own copy to the child too:
- * measured 0.15–0.3 ms apart under `deno task` on Deno 2.9.6, and sometimes
- * merged into one by the kernel. A person pressing again takes far longer.
- */
-export const SAME_SIGNAL_MS = 200;
-
-/** What one delivery of a stop signal means, see {@linkcode signalKind}. */
-export type SignalKind = "first" | "echo" | "repeat";
-
-/**
- * Classifies the deliveries of stop signals to one process: the first starts
- * the shutdown; any within {@linkcode SAME_SIGNAL_MS} of it is an echo of the
- * same key press (ignored); a later one is a deliberate repeat (forces).
- */
-export function signalKind(): () => SignalKind {
-  let first: number | undefined;
-  return () => {
-    const now = performance.now();
-    if (first === undefined) {
-      first = now;
-      return "first";
-    }
-    return now - first < SAME_SIGNAL_MS ? "echo" : "repeat";
-  };
-}
 
 /** The exit status a shell reports for death by `signal`: 128 + its number. */
 export function signalExitCode(signal: Deno.Signal): number {

@@ -98,6 +98,11 @@ export class Supervisor {
     return this.#generation;
   }
 
+  /** True once `stop()` has been called. */
+  get stopping(): boolean {
+    return this.#stopping !== undefined;
+  }
+
   /** Resolves once `stop()` has finished: every worker has exited. */
   get stopped(): Promise<void> {
     return this.#stopped.promise;
