@@ -41,6 +41,7 @@ import {
 } from "./supervisor/_supervisor.ts";
 import { signalExitCode } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
+import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
 import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./lifecycle/_cli.ts";
 
 export { NotReadyError, Supervisor };
@@ -142,7 +143,7 @@ export async function supervise(
             `second ${name}: killing the workers, exiting with ${code}`,
           );
           supervisor.kill();
-          Deno.exit(code);
+          exitFlushed(code, FORCED_FLUSH_MS);
         }
       });
     }
@@ -288,7 +289,7 @@ export function parseArgs(args: string[]): SuperviseOptions {
   return options;
 }
 
-async function main(args: string[]): Promise<never> {
+async function main(args: string[]): Promise<void> {
   let options: SuperviseOptions;
   try {
     options = parseArgs(args);
@@ -300,10 +301,10 @@ async function main(args: string[]): Promise<never> {
   try {
     const { stopped } = await supervise({ ...options, logger });
     await stopped;
-    Deno.exit(0);
+    await exitFlushed(0);
   } catch (error) {
     logger.error(`supervisor: ${(error as Error).message}`);
-    Deno.exit(1);
+    await exitFlushed(1);
   }
 }
 

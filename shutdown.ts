@@ -33,6 +33,7 @@ import {
   signalList,
 } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
+import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
 
 export type { Logger } from "./lifecycle/_log.ts";
 export { defaultSignals };
@@ -301,7 +302,7 @@ export class Shutdown implements Disposable {
     } else {
       const code = signalExitCode(name);
       this.#logger.error(`second ${name}: exiting now with code ${code}`);
-      Deno.exit(code);
+      exitFlushed(code, FORCED_FLUSH_MS);
     }
   }
 
@@ -336,7 +337,7 @@ export class Shutdown implements Disposable {
       `shutdown complete in ${durationMs} ms (${reason}), exit code ${exitCode}`,
     );
     this[Symbol.dispose]();
-    if (this.#exit) Deno.exit(exitCode);
+    if (this.#exit) await exitFlushed(exitCode);
     return { reason, exitCode, durationMs, forced, failedHooks };
   }
 }

@@ -1,3 +1,5 @@
+import { stderr } from "./_stderr.ts";
+
 /**
  * Where progress lines go. Any object with `info`, `warn` and `error`
  * methods taking a string works, so `console` itself is a valid logger.
@@ -11,9 +13,13 @@ export interface Logger {
   error(message: string): void;
 }
 
-/** A logger writing one line per event to stderr, behind `[prefix]`. */
+/**
+ * A logger writing one line per event to stderr, behind `[prefix]`, through
+ * the non-blocking queue of `_stderr.ts`: a stalled pipe drops lines, never
+ * the drain.
+ */
 export function stderrLoggerWith(prefix: string): Logger {
-  const write = (message: string) => console.error(`[${prefix}] ${message}`);
+  const write = (message: string) => stderr.write(`[${prefix}] ${message}\n`);
   return { info: write, warn: write, error: write };
 }
 

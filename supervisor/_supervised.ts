@@ -16,6 +16,7 @@ import {
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
+import { stderr } from "../lifecycle/_stderr.ts";
 import type { DrainContext } from "../shutdown.ts";
 
 /** How often the pre-drain looks for the moment it may end. */
@@ -26,9 +27,12 @@ const QUIET_POLL_MS = 10;
  */
 const QUIET_MIN_MS = 25;
 
-/** Writes a protocol line for the supervisor on stderr, at once. */
+/**
+ * Writes a protocol line for the supervisor on stderr, in order with the
+ * log lines and never dropped (the supervisor always reads its workers).
+ */
 function report(line: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(line));
+  stderr.write(line, true);
 }
 
 /** Exit status when a supervised worker cannot use `reusePort`. */

@@ -16,6 +16,7 @@ import {
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
+import { stderr } from "../lifecycle/_stderr.ts";
 
 /** How many stderr lines a worker keeps for a rollback report. */
 const KEEP_LINES = 10;
@@ -27,13 +28,6 @@ const MAX_PARTIAL = 64 * 1024;
 const STDERR_GRACE_MS = 200;
 
 const encoder = new TextEncoder();
-
-/** Writes all of `bytes` to stderr (a pipe may take a large write in parts). */
-function toStderr(bytes: Uint8Array) {
-  for (let at = 0; at < bytes.length;) {
-    at += Deno.stderr.writeSync(bytes.subarray(at));
-  }
-}
 
 /**
  * The parent of `pid`, from `/proc/PID/stat` (Deno wants `--allow-all` for
@@ -178,7 +172,7 @@ export class Worker {
       partial = lines.pop()!;
       for (const line of lines) this.#line(line);
       if (partial.length > MAX_PARTIAL) {
-        toStderr(encoder.encode(partial));
+        stderr.write(partial);
         this.#keep(partial);
         partial = "";
       }
@@ -208,7 +202,7 @@ export class Worker {
       }
       return;
     }
-    toStderr(encoder.encode(line + "\n"));
+    stderr.write(line + "\n");
     this.#keep(line);
   }
 

@@ -1,0 +1,137 @@
+/**
+ * Every line this library writes to stderr (progress lines, the worker's
+ * protocol reports, the supervisor's forwarding of its workers' output), in
+ * order, without ever blocking the event loop.
+ *
+ * A pipe nobody reads (a stalled log shipper, a supervisor that stopped
+ * reading) fills up, and a synchronous write to it blocks the whole process:
+ * no request would be answered and no deadline would fire. Here one write
+ * at a time runs on Deno's blocking pool (`Deno.stderr.write`); lines wait
+ * behind it up to {@linkcode QUEUE_LIMIT} bytes, and past that a line is
+ * dropped and counted. The count is said as soon as the pipe takes lines
+ * again, and the process flushes (bounded) before it exits.
+ *
+ * It does not touch what the application writes itself: `console.error`
+ * is synchronous, and an app that logs to a full pipe blocks there.
+ */
+
+/** Bytes that may wait behind a write in flight before lines are dropped. */
+export const QUEUE_LIMIT = 1024 * 1024;
+
+const encoder = new TextEncoder();
+
+/** The write a sink does: `Deno.stderr.write` by default. */
+export type Write = (bytes: Uint8Array) => Promise<number>;
+
+/** One ordered, non-blocking queue of writes to a stream. */
+export class Sink {
+  #write: Write;
+  #limit: number;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #writing = false;
+  #dropped = 0;
+  #broken = false;
+  #idle: PromiseWithResolvers<void> | undefined;
+
+  constructor(write: Write, limit = QUEUE_LIMIT) {
+    this.#write = write;
+    this.#limit = limit;
+  }
+
+  /** Lines dropped so far (and not yet said). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Queues `text`; returns at once. A line that would push the queue past
+   * its limit is dropped and counted, unless `keep` (the worker protocol's
+   * reports, which the supervisor needs and never leaves unread).
+   */
+  write(text: string, keep = false): void {
+    if (this.#broken) return;
+    const bytes = encoder.encode(text);
+    if (
+      !keep && this.#queue.length > 0 &&
+      this.#queued + bytes.length > this.#limit
+    ) {
+      this.#dropped++;
+      return;
+    }
+    this.#queue.push(bytes);
+    this.#queued += bytes.length;
+    if (!this.#writing) this.#pump();
+  }
+
+  /**
+   * Resolves once everything queued is written, or after `ms`, whichever
+   * is first: before `Deno.exit()`, which would drop what is still queued.
+   */
+  async flush(ms: number): Promise<void> {
+    if (!this.#writing) return;
+    this.#idle ??= Promise.withResolvers();
+    let id: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#idle.promise,
+      new Promise<void>((resolve) => id = setTimeout(resolve, ms)),
+    ]);
+    clearTimeout(id);
+  }
+
+  /** Queues one line that counts the lines dropped so far, if any. */
+  sayDropped(): void {
+    if (this.#dropped === 0) return;
+    const n = this.#dropped;
+    this.#dropped = 0;
+    this.write(
+      `[graceful] ${n} line(s) dropped: stderr was not being read\n`,
+      true,
+    );
+  }
+
+  async #pump() {
+    this.#writing = true;
+    while (this.#queue.length > 0) {
+      const bytes = this.#queue[0];
+      let written: number;
+      try {
+        written = await this.#write(bytes);
+      } catch {
+        // Closed or broken: nothing will ever be written again.
+        this.#broken = true;
+        this.#queue = [];
+        this.#queued = 0;
+        break;
+      }
+      this.#queued -= written;
+      if (written < bytes.length) this.#queue[0] = bytes.subarray(written);
+      else this.#queue.shift();
+      if (this.#queue.length === 0) this.sayDropped();
+    }
+    this.#writing = false;
+    this.#idle?.resolve();
+    this.#idle = undefined;
+  }
+}
+
+/** The process's stderr, as a {@linkcode Sink}. */
+export const stderr: Sink = new Sink((bytes) => Deno.stderr.write(bytes));
+
+/** How long the process waits for stderr to take its last lines. */
+export const EXIT_FLUSH_MS = 500;
+/** The same, when a second signal forces the exit. */
+export const FORCED_FLUSH_MS = 100;
+
+/**
+ * Exits with `code` once stderr has taken what is queued, or after
+ * `ms` (a stalled pipe must not hold the exit).
+ */
+export async function exitFlushed(
+  code: number,
+  ms: number = EXIT_FLUSH_MS,
+): Promise<never> {
+  stderr.sayDropped();
+  await stderr.flush(ms);
+  Deno.exit(code);
+}

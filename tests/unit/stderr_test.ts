@@ -1,0 +1,102 @@
+/** The non-blocking stderr queue, over a fake write that can stall. */
+import assert from "node:assert/strict";
+import { Sink } from "../../lifecycle/_stderr.ts";
+
+const decoder = new TextDecoder();
+
+/** A write that stalls until `release()`, then takes `step` bytes a call. */
+function pipe(step = Infinity) {
+  const written: string[] = [];
+  let gate = Promise.withResolvers<void>();
+  let open = true;
+  return {
+    written,
+    stall() {
+      open = false;
+      gate = Promise.withResolvers();
+    },
+    release() {
+      open = true;
+      gate.resolve();
+    },
+    write: async (bytes: Uint8Array) => {
+      if (!open) await gate.promise;
+      const n = Math.min(step, bytes.length);
+      written.push(decoder.decode(bytes.subarray(0, n)));
+      return n;
+    },
+  };
+}
+
+Deno.test("stderr sink: lines are written whole and in order, even when the pipe takes them in parts", async () => {
+  const p = pipe(3);
+  const sink = new Sink(p.write);
+  sink.write("first line\n");
+  sink.write("second\n", true);
+  sink.write("third\n");
+  await sink.flush(1000);
+  assert.equal(p.written.join(""), "first line\nsecond\nthird\n");
+});
+
+Deno.test("stderr sink: a stalled pipe never blocks the caller; past the limit lines are dropped, counted, and the count is said once it drains", async () => {
+  const p = pipe();
+  const sink = new Sink(p.write, 20);
+  p.stall();
+  sink.write("0123456789\n"); // in flight, stalled
+  const start = performance.now();
+  for (let i = 0; i < 1000; i++) sink.write(`line ${i}\n`);
+  assert.ok(performance.now() - start < 500, "write() returned at once");
+  assert.equal(sink.dropped, 999);
+  const dropped = sink.dropped;
+  p.release();
+  await sink.flush(1000);
+  const text = p.written.join("");
+  // 11 bytes in flight and "line 0\n" make 18 of the 20: the rest dropped.
+  assert.match(text, /^0123456789\nline 0\n\[graceful\]/);
+  assert.match(
+    text,
+    new RegExp(
+      `\\[graceful\\] ${dropped} line\\(s\\) dropped: stderr was not being read\\n$`,
+    ),
+  );
+  assert.equal(sink.dropped, 0);
+});
+
+Deno.test("stderr sink: a kept line (the worker protocol) is queued past the limit", async () => {
+  const p = pipe();
+  const sink = new Sink(p.write, 8);
+  p.stall();
+  sink.write("0123456789\n");
+  sink.write("dropped\n");
+  sink.write("graceful: ready x 1\n", true);
+  p.release();
+  await sink.flush(1000);
+  assert.match(p.written.join(""), /graceful: ready x 1\n/);
+  assert.doesNotMatch(p.written.join(""), /^dropped/m);
+});
+
+Deno.test("stderr sink: flush() is bounded when the pipe never drains", async () => {
+  const p = pipe();
+  const sink = new Sink(p.write);
+  p.stall();
+  sink.write("stuck\n");
+  const start = performance.now();
+  await sink.flush(50);
+  const took = performance.now() - start;
+  assert.ok(took >= 40 && took < 1000, `flush took ${took} ms`);
+  p.release();
+  await sink.flush(1000);
+});
+
+Deno.test("stderr sink: a broken pipe (the write throws) drops everything after, quietly", async () => {
+  let calls = 0;
+  const sink = new Sink(() => {
+    calls++;
+    return Promise.reject(new Error("EPIPE"));
+  });
+  sink.write("a\n");
+  await sink.flush(100);
+  sink.write("b\n");
+  await sink.flush(100);
+  assert.equal(calls, 1);
+});
