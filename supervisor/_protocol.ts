@@ -143,6 +143,24 @@ export function isQuiet(line: string, secret: string): boolean {
   return line === `graceful: quiet ${secret}`;
 }
 
+/**
+ * Where a report starts in a line of the worker's stderr, or -1. Not always
+ * at 0: the app may have left a line unterminated (`loading... `), or a
+ * large write of its own may be split around the report, which is written
+ * in one piece (at most `PIPE_BUF`) and ends its line.
+ */
+export function reportAt(line: string): number {
+  const ready = line.indexOf("graceful: ready ");
+  const quiet = line.indexOf("graceful: quiet ");
+  if (ready < 0) return quiet;
+  return quiet < 0 ? ready : Math.min(ready, quiet);
+}
+
+/** `line` with anything shaped like a secret taken out, for messages. */
+export function redact(line: string): string {
+  return line.replace(/[0-9a-f]{32}/g, "<secret>");
+}
+
 /** True if `line` has the shape of a quiet report. */
 export function looksLikeQuiet(line: string): boolean {
   return line.startsWith("graceful: quiet ");

@@ -10,9 +10,12 @@ import {
   isQuiet,
   looksLikeQuiet,
   looksLikeReady,
+  MAX_LINE,
   nonce,
   parseReady,
   PROTOCOL,
+  redact,
+  reportAt,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
@@ -172,15 +175,23 @@ export class Worker {
       partial = lines.pop()!;
       for (const line of lines) this.#line(line);
       if (partial.length > MAX_PARTIAL) {
-        stderr.write(partial);
-        this.#keep(partial);
-        partial = "";
+        // Keep a line's worth: a report may be arriving at its end.
+        const out = partial.slice(0, -MAX_LINE);
+        stderr.write(out);
+        this.#keep(out);
+        partial = partial.slice(-MAX_LINE);
       }
     }
     if (partial) this.#line(partial);
   }
 
   #line(line: string) {
+    const at = reportAt(line);
+    if (at > 0) {
+      // The app's unterminated text before a report: a line of its own.
+      this.#line(line.slice(0, at));
+      line = line.slice(at);
+    }
     if (looksLikeQuiet(line)) {
       if (isQuiet(line, this.#secret)) {
         this.#onQuiet?.();
@@ -196,7 +207,7 @@ export class Worker {
       } else {
         this.#keep(
           `(ignored a ready report that was not this worker's: ${
-            line.slice(0, 80)
+            redact(line.slice(0, 80))
           })`,
         );
       }
