@@ -26,7 +26,7 @@ import { BodyWait } from "./_body_wait.ts";
 import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
 import { WebSockets } from "./_web_sockets.ts";
-import { peerKey } from "../supervisor/_census.ts";
+import { keyOf } from "../supervisor/_census.ts";
 import { Budget } from "./_read_ahead.ts";
 import {
   enterSlot,
@@ -190,7 +190,7 @@ export class Traffic implements GuardOwner, Arrivals {
   }
 
   /**
-   * The peers ({@linkcode peerKey}) of the connections that cannot carry a
+   * The peers (`peerKey` in `_census.ts`) of the connections that cannot carry a
    * request unannounced: busy with one (a handler still running or a
    * stream still open: their responses say `Connection: close` once
    * draining or pre-draining), or already told `Connection: close`.
@@ -198,9 +198,13 @@ export class Traffic implements GuardOwner, Arrivals {
   announcedPeers(): Set<string> {
     const busy = new Set<string>(this.#told);
     for (const work of this.#pending.toArray()) {
-      if (work.info) busy.add(peerKey(work.info.remoteAddr));
+      const key = work.info && keyOf(work.info.remoteAddr);
+      if (key) busy.add(key);
     }
-    for (const peer of this.#streams.peers()) busy.add(peerKey(peer));
+    for (const peer of this.#streams.peers()) {
+      const key = keyOf(peer);
+      if (key) busy.add(key);
+    }
     return busy;
   }
 
@@ -421,7 +425,8 @@ export class Traffic implements GuardOwner, Arrivals {
     if (res.status === 101) this.webSockets.watch(res);
     if (this.draining || this.#preDraining) {
       res = withClose(request, res);
-      if (info) this.#told.add(peerKey(info.remoteAddr));
+      const key = info && keyOf(info.remoteAddr);
+      if (key) this.#told.add(key);
     }
     const ends = this.#options.endStreams;
     // hasOpenEndedBody first: it reads Deno's internal record and, for the

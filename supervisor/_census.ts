@@ -79,6 +79,14 @@ function peerOf(address: Uint8Array): string | undefined {
 }
 
 /**
+ * The key of a peer, as {@linkcode peerKey}; `undefined` for a Unix
+ * socket's peer (no address to tell connections apart, and no census).
+ */
+export function keyOf(addr: Deno.Addr): string | undefined {
+  return "hostname" in addr ? peerKey(addr) : undefined;
+}
+
+/**
  * One key per peer address, the same whichever way the address is written:
  * IPv6 in its canonical form, IPv4-mapped IPv6 as plain IPv4.
  */
