@@ -299,9 +299,9 @@ async function main(args: string[]): Promise<void> {
   }
   const logger = stderrLoggerWith("supervisor");
   try {
-    const { stopped } = await supervise({ ...options, logger });
+    const { supervisor, stopped } = await supervise({ ...options, logger });
     await stopped;
-    await exitFlushed(0);
+    await exitFlushed(supervisor.exitCode);
   } catch (error) {
     logger.error(`supervisor: ${(error as Error).message}`);
     await exitFlushed(1);

@@ -11,6 +11,57 @@ export function describeExit(status: Deno.CommandStatus): string {
     : `exited with code ${status.code}`;
 }
 
+/** What the exit codes of a drained `serve()` process mean. */
+export const EXIT_MEANINGS: Record<number, string> = {
+  1: "a cleanup hook failed",
+  124: "requests were cut at the drain deadline",
+  130: "forced by a second SIGINT",
+  137: "killed",
+  143: "forced by a second SIGTERM",
+};
+
+/** The exit code a status stands for: 128 + the signal's number if killed. */
+export function exitCodeOf(status: Deno.CommandStatus): number {
+  if (status.signal === null) return status.code;
+  const numbers: Record<string, number> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGABRT: 6,
+    SIGKILL: 9,
+    SIGSEGV: 11,
+    SIGTERM: 15,
+  };
+  return 128 + (numbers[status.signal] ?? 0);
+}
+
+/**
+ * How bad a worker's exit code is, for the supervisor's own: a clean drain
+ * (0), a hook that failed (1), any other error, the deadline that cut
+ * requests (124), and worst a forced or killed exit (128 + a signal).
+ */
+function severity(code: number): number {
+  if (code === 0) return 0;
+  if (code === 1) return 1;
+  if (code === 124) return 3;
+  return code > 128 ? 4 : 2;
+}
+
+/**
+ * The supervisor's exit code from its workers' at the stop: 0 only if
+ * every one drained cleanly, otherwise the worst (see `severity`); the
+ * first worker with that code is named.
+ */
+export function worstExit(
+  exits: { pid: number; generation: number; code: number }[],
+): { code: number; pid?: number; generation?: number } {
+  let worst: { code: number; pid?: number; generation?: number } = { code: 0 };
+  for (const exit of exits) {
+    if (severity(exit.code) > severity(worst.code)) worst = exit;
+  }
+  return worst;
+}
+
 /**
  * Why a new worker did not become ready: it could not be spawned, exited
  * first, or did not report within `readyTimeout`. The message ends with the

@@ -9,9 +9,12 @@ import { Backoff } from "./_backoff.ts";
 import { Group } from "./_group.ts";
 import {
   describeExit,
+  EXIT_MEANINGS,
+  exitCodeOf,
   lastLines,
   NotReadyError,
   readMigrateReq,
+  worstExit,
 } from "./_reports.ts";
 import {
   type SupervisorOptions,
@@ -64,6 +67,7 @@ export class Supervisor {
   #queuedRestart: Promise<boolean> | undefined;
   #stopping: Promise<void> | undefined;
   #stopped = Promise.withResolvers<void>();
+  #exitCode = 0;
   /** `net.ipv4.tcp_migrate_req` as read once at construction, if readable. */
   readonly tcpMigrateReq: string | undefined = Supervisor.migrateReq();
   /** Whether queued connections migrate to a sibling listener. */
@@ -101,6 +105,16 @@ export class Supervisor {
   /** True once `stop()` has been called. */
   get stopping(): boolean {
     return this.#stopping !== undefined;
+  }
+
+  /**
+   * After {@linkcode Supervisor.stopped}: 0 if every worker drained cleanly
+   * at the stop, otherwise the worst of their exit codes (a forced or killed
+   * exit, then 124 for requests cut at the deadline, then other errors,
+   * then 1 for a failed hook). `restart.ts` exits with it.
+   */
+  get exitCode(): number {
+    return this.#exitCode;
   }
 
   /** Resolves once `stop()` has finished: every worker has exited. */
@@ -162,11 +176,24 @@ export class Supervisor {
       const all = [...this.#serving, ...this.#retiring];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
-      await Promise.all(all.map((w) => this.#retire(w, "stop")));
+      const exits = await Promise.all(all.map(async (w) => {
+        await this.#retire(w, "stop");
+        const code = exitCodeOf(await w.exited);
+        return { pid: w.pid, generation: w.generation, code };
+      }));
       this.#serving = [];
       await this.#queue.catch(() => {});
       // Workers that were still starting when the stop came.
       await Promise.all([...this.#retiring].map((w) => w.exited));
+      const worst = worstExit(exits);
+      this.#exitCode = worst.code;
+      if (worst.code !== 0) {
+        this.#logger.error(
+          `worker pid ${worst.pid} (generation ${worst.generation}) did not drain cleanly (exit code ${worst.code}${
+            EXIT_MEANINGS[worst.code] ? `: ${EXIT_MEANINGS[worst.code]}` : ""
+          }): the supervisor exits with ${worst.code}`,
+        );
+      }
       this.#logger.info("all workers stopped");
       this.#stopped.resolve();
     })();
