@@ -10,6 +10,15 @@ import type { GracefulHandlerInfo } from "./_traffic.ts";
 export const clientCloses = (request: Request) =>
   request.headers.get("connection")?.toLowerCase().includes("close") ?? false;
 
+/**
+ * True if the client asked to keep the connection open: what an HTTP/1.0
+ * client must send to keep it (ApacheBench's `-k`), and what some HTTP/1.1
+ * clients send too (Node's `http`, Python's `requests`).
+ */
+const asksKeepAlive = (request: Request) =>
+  request.headers.get("connection")?.toLowerCase().includes("keep-alive") ??
+    false;
+
 /** A 503 written by the library: `Connection: close` and `Retry-After`. */
 export function refusal(
   request: Request,
@@ -17,14 +26,37 @@ export function refusal(
   retryAfter: number | false,
 ): Response {
   const headers = new Headers({ "content-type": "text/plain" });
-  if (!clientCloses(request)) headers.set("connection", "close");
   if (retryAfter !== false) headers.set("retry-after", String(retryAfter));
-  return new Response(text, { status: 503, headers });
+  return withClose(request, new Response(text, { status: 503, headers }));
 }
 
-/** Sets `Connection: close`, copying the response if its headers are frozen. */
+/**
+ * Sets `Connection: close`, copying the response if its headers are frozen.
+ *
+ * To a client that asked for keep-alive, the body also goes as a stream of
+ * unknown length: Deno 2.9 answers an HTTP/1.0 keep-alive request with its
+ * own `connection: keep-alive` beside ours and keeps the connection, unless
+ * the body can only be delimited by closing it (measured: one `connection:
+ * close`, then EOF). Deno's `Request` does not say the version, so HTTP/1.1
+ * clients that send `keep-alive` get the body chunked (and the same
+ * `Connection: close`) while the server drains. HEAD requests and statuses
+ * without a body keep their framing.
+ */
 export function withClose(request: Request, res: Response): Response {
   if (res.status === 101 || clientCloses(request)) return res;
+  if (
+    asksKeepAlive(request) && request.method !== "HEAD" &&
+    bodyAllowed(res.status)
+  ) {
+    const headers = new Headers(res.headers);
+    headers.set("connection", "close");
+    const body = res.body ?? new ReadableStream({ start: (c) => c.close() });
+    return new Response(body.pipeThrough(new TransformStream()), {
+      status: res.status,
+      statusText: res.statusText,
+      headers,
+    });
+  }
   try {
     res.headers.set("connection", "close");
     return res;
@@ -80,6 +112,11 @@ export function infoWithSignal(
     },
     has: (target, key) => key === "signal" || Reflect.has(target, key),
   };
+}
+
+/** Whether a response with `status` may have a body (RFC 9110). */
+function bodyAllowed(status: number): boolean {
+  return status >= 200 && status !== 204 && status !== 205 && status !== 304;
 }
 
 /** The path of a request URL, without its query (no URL object made). */
