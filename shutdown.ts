@@ -309,10 +309,13 @@ export class Shutdown implements Disposable {
   async #run(context: DrainContext): Promise<ShutdownResult> {
     const { reason } = context;
     const start = performance.now();
-    this.#controller.abort(reason);
-    const outcomes = await Promise.allSettled(
-      [...this.#drainers].map((drain) => drain(context)),
+    // Drainers start before the signal is aborted: a server closes its
+    // listener first, and the app's abort listeners run after that.
+    const draining = [...this.#drainers].map(async (drain) =>
+      await drain(context)
     );
+    this.#controller.abort(reason);
+    const outcomes = await Promise.allSettled(draining);
     let forced = false;
     for (const outcome of outcomes) {
       if (outcome.status === "rejected") {

@@ -10,12 +10,15 @@ import { upgradedSocket } from "../lifecycle/_deno.ts";
 /** Open WebSockets of one server (owned by `Traffic`). */
 export class WebSockets {
   #open = new Set<WebSocket>();
+  /** A 101 whose socket could not be found (Deno's slot missing). */
+  #untracked = false;
   /** Resolved once no socket is closing (made when first asked for). */
   #settled: PromiseWithResolvers<void> | undefined;
 
   /** Notes the WebSocket of `res`, if it is a 101 of `Deno.upgradeWebSocket`. */
   watch(res: Response): void {
     const socket = upgradedSocket(res);
+    if (!socket) this.#untracked = true;
     if (!socket || socket.readyState === WebSocket.CLOSED) return;
     this.#open.add(socket);
     socket.addEventListener("close", () => {
@@ -25,6 +28,11 @@ export class WebSockets {
         this.#settled = undefined;
       }
     }, { once: true });
+  }
+
+  /** True if a WebSocket may be open (one that cannot be seen counts). */
+  get mayBeOpen(): boolean {
+    return this.#untracked || this.#open.size > 0;
   }
 
   /** WebSockets whose closing handshake has started and not ended. */

@@ -176,16 +176,19 @@ export class Supervisor {
       const all = [...this.#serving, ...this.#retiring];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
+      // A worker that had died already (a crash being replaced) did not
+      // drain: its exit is not the stop's.
+      const draining = new Set(all.filter((w) => !w.gone));
       const exits = await Promise.all(all.map(async (w) => {
         await this.#retire(w, "stop");
         const code = exitCodeOf(await w.exited);
-        return { pid: w.pid, generation: w.generation, code };
+        return { pid: w.pid, generation: w.generation, code, w };
       }));
       this.#serving = [];
       await this.#queue.catch(() => {});
       // Workers that were still starting when the stop came.
       await Promise.all([...this.#retiring].map((w) => w.exited));
-      const worst = worstExit(exits);
+      const worst = worstExit(exits.filter((e) => draining.has(e.w)));
       this.#exitCode = worst.code;
       if (worst.code !== 0) {
         this.#logger.error(

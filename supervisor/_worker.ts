@@ -121,6 +121,11 @@ export class Worker {
     });
   }
 
+  /** True once the process has exited. */
+  get gone(): boolean {
+    return this.#gone;
+  }
+
   /** The pid to report: the server's own if it said so, else the child's. */
   get pid(): number {
     return this.serverPid ?? this.child.pid;
