@@ -20,6 +20,9 @@
  * its stdin: a channel no other process can reach. The supervisor needs no
  * network permission.
  *
+ * The supervisor exits 0 if every worker drained cleanly at the stop,
+ * otherwise with the worst worker's exit code (see `Supervisor.exitCode`).
+ *
  * It does not: restart without downtime outside Linux (elsewhere a restart
  * stops the old workers, then starts new ones, and says so); pass sockets
  * between processes; or make a client that reuses a connection the server
