@@ -52,6 +52,7 @@ for (const preDrain of [false, true]) {
       proc.kill("SIGTERM");
       if (preDrain) {
         // Answered during the delay, while the first is still in flight.
+        await proc.waitFor(/draining .* still accepting/);
         const during = await request(path, "/");
         assert.match(during, /^HTTP\/1\.1 200/);
         assert.match(during, /connection: close/i);
