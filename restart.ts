@@ -45,6 +45,7 @@ import {
 import { signalExitCode } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
+import { sayLauncher } from "./lifecycle/_launcher.ts";
 import { MAX_TIMER_MS, parseFlags, wholeNumber } from "./lifecycle/_cli.ts";
 
 export { NotReadyError, Supervisor };
@@ -100,6 +101,7 @@ export async function supervise(
     ? stderrLoggerWith("supervisor")
     : resolveLogger(options.logger);
   const supervisor = new Supervisor({ ...options, logger });
+  sayLauncher(logger, supervisor.stopTimeout);
   if (!supervisor.overlap) {
     logger.warn(
       `reusePort is not available on ${Deno.build.os}: restarts stop the old workers before starting new ones (downtime)`,

@@ -5,6 +5,7 @@
 import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
 import { checkRuntime } from "../lifecycle/_deno_check.ts";
+import { sayLauncher } from "../lifecycle/_launcher.ts";
 import { bodiesGuardable } from "./_body_guard.ts";
 import { type DrainHost, runDrain } from "./_drain.ts";
 import type {
@@ -222,6 +223,13 @@ class Server implements GracefulServer {
       logger: this.#logger,
     });
     const link = supervisor(this.#logger);
+    // A supervised worker's launcher is the supervisor, which says its own.
+    if (!link) {
+      sayLauncher(
+        this.#logger,
+        drainDelay.max + drainTimeout + (this.lifecycle?.hooksTimeout ?? 0),
+      );
+    }
     if (link && Deno.build.os === "linux") {
       (denoOptions as Deno.ServeTcpOptions).reusePort = true;
     }

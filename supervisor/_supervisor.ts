@@ -92,6 +92,11 @@ export class Supervisor {
     this.#logger = resolveLogger(options.logger);
   }
 
+  /** How long a stopping worker may take before it is killed (ms). */
+  get stopTimeout(): number {
+    return this.#stopTimeout;
+  }
+
   /** Pids of the workers serving now (not the retiring ones). */
   get pids(): number[] {
     return this.#serving.map((w) => w.pid);

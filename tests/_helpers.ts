@@ -6,6 +6,17 @@ const encoder = new TextEncoder();
 
 const live = new Set<Proc>();
 
+/** This process's environment without the launchers' marks (see `_launcher.ts`). */
+function inherited(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const name of Object.keys(env)) {
+    if (/^(npm_|pm_id$|kill_timeout$|kill_signal$)/.test(name)) {
+      delete env[name];
+    }
+  }
+  return env;
+}
+
 // A request that fails while a test is not awaiting it yet surfaces as an
 // unhandled rejection: show what the child processes said, to explain it.
 globalThis.addEventListener("unhandledrejection", () => {
@@ -45,7 +56,11 @@ export class Proc {
       : [...prefix, Deno.execPath(), ...args];
     this.child = new Deno.Command(command, {
       args: rest,
-      env: { NO_COLOR: "1", ...env },
+      // What would tell a server it was started by npx or PM2 (the suite
+      // itself may run under `npx deno task test`) is not passed on: the
+      // launcher tests set it themselves.
+      clearEnv: true,
+      env: { ...inherited(), NO_COLOR: "1", ...env },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
