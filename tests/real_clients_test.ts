@@ -8,84 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { freePort, superviseScript } from "./_helpers.ts";
+import { CLIENT_KINDS, runClient } from "./_clients.ts";
 
-const here = (path: string) => new URL(path, import.meta.url).pathname;
-const APP = here("./fixtures/app.ts");
-const CLIENTS = here("./fixtures/clients/");
+const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 const RESTARTS = 20;
 /** Requests per second of each client process (GET and POST each). */
 const RATE = 150;
-
-interface Counts {
-  sent: number;
-  ok: number;
-  refused: number;
-  failed: number;
-  samples: string[];
-}
-
-/** Go's client, built once per run (a cold `go run` compiles net/http). */
-let goBinary: Promise<string> | undefined;
-function buildGo(): Promise<string> {
-  goBinary ??= (async () => {
-    const out = `${await Deno.makeTempDir()}/go_http`;
-    const built = await new Deno.Command("go", {
-      args: ["build", "-o", out, "go_http.go"],
-      cwd: CLIENTS,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!built.success) {
-      throw new Error(
-        `go build failed (CI installs golang-go): ${
-          new TextDecoder().decode(built.stderr)
-        }`,
-      );
-    }
-    return out;
-  })();
-  return goBinary;
-}
-
-const CLIENT_KINDS: Record<string, (json: string) => Promise<string[]>> = {
-  "Node fetch (undici)": (json: string) =>
-    Promise.resolve([
-      "node",
-      `${CLIENTS}node_fetch.mjs`,
-      json,
-    ]),
-  "Node http.Agent keepAlive": (json: string) =>
-    Promise.resolve([
-      "node",
-      `${CLIENTS}node_fetch.mjs`,
-      JSON.stringify({ ...JSON.parse(json), agent: true }),
-    ]),
-  "Python requests": (json: string) =>
-    Promise.resolve([
-      "/usr/bin/python3",
-      `${CLIENTS}python_requests.py`,
-      json,
-    ]),
-  "Go net/http": async (json: string) => [await buildGo(), json],
-};
-
-/** Runs a client to its end; its counts, or an error with what it said. */
-async function runClient(argv: string[]): Promise<Counts> {
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  if (!out.success || !text) {
-    throw new Error(
-      `${argv[0]} failed (${out.code}): ${text} ${
-        new TextDecoder().decode(out.stderr)
-      }`,
-    );
-  }
-  return JSON.parse(text.split("\n").at(-1)!);
-}
 
 for (const [name, argv] of Object.entries(CLIENT_KINDS)) {
   Deno.test(`real clients: ${name}, GETs and 4 KiB POSTs at ${RATE}/s each through ${RESTARTS} supervisor restarts: none failed or refused`, async () => {
@@ -96,11 +24,13 @@ for (const [name, argv] of Object.entries(CLIENT_KINDS)) {
     // The clients send until this file exists (at most a minute).
     const stopFile = `${await Deno.makeTempDir()}/stop`;
     const ms = 60_000;
-    const clients = [false, true].map(async (post) =>
-      runClient(
-        await argv(JSON.stringify({ url, rate: RATE, ms, post, stopFile })),
-      )
+    // Command lines first (Go's is built then), so the clients all start now.
+    const argvs = await Promise.all(
+      [false, true].map((post) =>
+        argv({ url, rate: RATE, ms, post, stopFile })
+      ),
     );
+    const clients = argvs.map(runClient);
     // Restarts begin once the clients' pools are warm.
     await new Promise((r) => setTimeout(r, 500));
     for (let g = 2; g <= RESTARTS + 1; g++) {

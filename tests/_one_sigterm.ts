@@ -1,0 +1,79 @@
+/**
+ * One SIGTERM to one server process under load from a real client pool
+ * (tests/_clients.ts), GETs and 4 KiB POSTs side by side: `serve()` (the
+ * fixture app) or raw `Deno.serve` stopped by hand with `shutdown()`
+ * (tests/fixtures/raw_app.ts). What each client counted says what the stop
+ * cost it: requests refused at connect (the server had gone: nothing lost)
+ * and requests that failed after being sent (lost).
+ */
+import { freePort, Proc } from "./_helpers.ts";
+import { CLIENT_KINDS, type Counts, runClient } from "./_clients.ts";
+
+const here = (path: string) => new URL(path, import.meta.url).pathname;
+
+/** The two servers compared. */
+export const SERVERS = {
+  "serve()": here("./fixtures/app.ts"),
+  "Deno.serve by hand": here("./fixtures/raw_app.ts"),
+} as const;
+export type ServerKind = keyof typeof SERVERS;
+
+/** One round's outcome. */
+export interface StopRound {
+  server: ServerKind;
+  client: string;
+  get: Counts;
+  post: Counts;
+  /** The server's exit code. */
+  code: number;
+  /** SIGTERM → exit (ms). */
+  exitMs: number;
+}
+
+/**
+ * Starts `server`, loads it with `client` (GET and POST, `rate`/s each) for
+ * `warmMs`, sends one SIGTERM, and stops the clients once it has exited.
+ */
+export async function oneSigterm(
+  server: ServerKind,
+  client: string,
+  { rate = 200, warmMs = 500, flags = [], env = {} }: {
+    rate?: number;
+    warmMs?: number;
+    /** More flags for the server's `deno run` (it has `--allow-net`). */
+    flags?: string[];
+    env?: Record<string, string>;
+  } = {},
+): Promise<StopRound> {
+  const port = freePort();
+  const proc = new Proc([
+    "run",
+    "--allow-net",
+    ...flags,
+    SERVERS[server],
+    JSON.stringify({ port }),
+  ], env);
+  await using _ = proc;
+  await proc.waitFor(/listening on/);
+  const dir = await Deno.makeTempDir({ prefix: "graceful-sigterm-" });
+  const stopFile = `${dir}/stop`;
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    const clients = [false, true].map(async (post) =>
+      runClient(
+        await CLIENT_KINDS[client]({ url, rate, ms: 30_000, post, stopFile }),
+      )
+    );
+    // A load period, not a wait for an event: the pools fill and stay busy.
+    await new Promise((r) => setTimeout(r, warmMs));
+    const signalled = performance.now();
+    proc.kill("SIGTERM");
+    const status = await proc.status;
+    const exitMs = performance.now() - signalled;
+    await Deno.writeTextFile(stopFile, "");
+    const [get, post] = await Promise.all(clients);
+    return { server, client, get, post, code: status.code, exitMs };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
