@@ -5,6 +5,7 @@ import type { LatencyRow } from "./_shutdown.ts";
 import type { MemoryRun } from "./_memory.ts";
 import type { BalancerRow } from "./_balancers.ts";
 import type { KubeRow } from "./_kubernetes.ts";
+import type { ClientRow } from "./_clients.ts";
 import type { DrainMemoryRow } from "./_drain_memory.ts";
 import { median } from "./_run.ts";
 
@@ -23,6 +24,8 @@ export interface Results {
   drainMemory?: DrainMemoryRow[];
   /** The Kubernetes emulation (absent in older results). */
   kubernetes?: KubeRow[];
+  /** One SIGTERM under real client pools (absent in older results). */
+  clients?: ClientRow[];
 }
 
 /** The results as Markdown. */
@@ -192,6 +195,24 @@ export function markdown(r: Results): string {
         .join(", ") || "—";
       lines.push(
         `| ${k.propagationMs} ms | ${k.drainDelay} | ${k.client} | ${k.deleted} | ${k.sent} | **${k.failed}** | ${k.exitMs.median} / ${k.exitMs.max} | ${kinds} |`,
+      );
+    }
+    lines.push("");
+  }
+  if (r.clients?.length) {
+    lines.push(
+      "## One SIGTERM under real client pools: serve() beside Deno.serve stopped by hand",
+      "",
+      "One server process, one SIGTERM after 500 ms of GETs and 4 KiB POSTs at 200/s each from the client library's own pool (no retry); serve() with its defaults (no drain delay), raw Deno.serve with server.shutdown() on SIGTERM as Deno's docs teach; rounds interleaved (tests/_one_sigterm.ts). Refused: at connect, nothing sent. Failed: after sending (a reset or an early close).",
+      "",
+      "| client | server | method | SIGTERMs | sent | refused | failed | failed per SIGTERM | SIGTERM → exit, median / max ms |",
+      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const c of r.clients) {
+      lines.push(
+        `| ${c.client} | ${c.server} | ${c.method} | ${c.signals} | ${c.sent} | ${c.refused} | **${c.failed}** | ${
+          (c.failed / c.signals).toFixed(1)
+        } | ${c.exitMs.median} / ${c.exitMs.max} |`,
       );
     }
     lines.push("");

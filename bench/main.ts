@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes
+ *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes,clients
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -23,10 +23,11 @@ import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
 import { kubernetes } from "./_kubernetes.ts";
+import { clientStops } from "./_clients.ts";
 import { drainMemory } from "./_drain_memory.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -225,6 +226,9 @@ if (wanted("balancers")) {
 }
 if (wanted("kubernetes")) {
   results.kubernetes = await kubernetes(smoke ? 1 : long ? 10 : 5, smoke, log);
+}
+if (wanted("clients")) {
+  results.clients = await clientStops(smoke ? 1 : long ? 20 : 10, log);
 }
 if (wanted("restarts")) {
   const probe = await netns();

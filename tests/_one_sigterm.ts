@@ -59,11 +59,13 @@ export async function oneSigterm(
   const stopFile = `${dir}/stop`;
   try {
     const url = `http://127.0.0.1:${port}`;
-    const clients = [false, true].map(async (post) =>
-      runClient(
-        await CLIENT_KINDS[client]({ url, rate, ms: 30_000, post, stopFile }),
-      )
+    // Command lines first (Go's is built then), so both clients start now.
+    const argvs = await Promise.all(
+      [false, true].map((post) =>
+        CLIENT_KINDS[client]({ url, rate, ms: 30_000, post, stopFile })
+      ),
     );
+    const clients = argvs.map(runClient);
     // A load period, not a wait for an event: the pools fill and stay busy.
     await new Promise((r) => setTimeout(r, warmMs));
     const signalled = performance.now();
