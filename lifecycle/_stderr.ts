@@ -22,10 +22,13 @@ const encoder = new TextEncoder();
 
 /** The write a sink does: `Deno.stderr.write` by default. */
 export type Write = (bytes: Uint8Array) => Promise<number>;
+/** The synchronous write {@linkcode Sink.flushSync} uses. */
+export type WriteSync = (bytes: Uint8Array) => number;
 
 /** One ordered, non-blocking queue of writes to a stream. */
 export class Sink {
   #write: Write;
+  #writeSync: WriteSync | undefined;
   #limit: number;
   #queue: Uint8Array[] = [];
   #queued = 0;
@@ -34,9 +37,10 @@ export class Sink {
   #broken = false;
   #idle: PromiseWithResolvers<void> | undefined;
 
-  constructor(write: Write, limit = QUEUE_LIMIT) {
+  constructor(write: Write, limit = QUEUE_LIMIT, writeSync?: WriteSync) {
     this.#write = write;
     this.#limit = limit;
+    this.#writeSync = writeSync;
   }
 
   /** Lines dropped so far (and not yet said). */
@@ -79,6 +83,25 @@ export class Sink {
     clearTimeout(id);
   }
 
+  /**
+   * Writes what is queued synchronously, for an exit that cannot wait (a
+   * fatal configuration error at start, inside a constructor). A write
+   * already in flight is left to finish on its own. Unlike everything else
+   * here, it blocks while the pipe is full, as `console.error` would: use it
+   * only before the process serves anything.
+   */
+  flushSync(): void {
+    if (!this.#writeSync || this.#broken) return;
+    const rest = this.#writing ? this.#queue.splice(1) : this.#queue.splice(0);
+    try {
+      for (let bytes of rest) {
+        while (bytes.length > 0) bytes = bytes.subarray(this.#writeSync(bytes));
+      }
+    } catch {
+      this.#broken = true;
+    }
+  }
+
   /** Queues one line that counts the lines dropped so far, if any. */
   sayDropped(): void {
     if (this.#dropped === 0) return;
@@ -116,12 +139,25 @@ export class Sink {
 }
 
 /** The process's stderr, as a {@linkcode Sink}. */
-export const stderr: Sink = new Sink((bytes) => Deno.stderr.write(bytes));
+export const stderr: Sink = new Sink(
+  (bytes) => Deno.stderr.write(bytes),
+  QUEUE_LIMIT,
+  (bytes) => Deno.stderr.writeSync(bytes),
+);
 
 /** How long the process waits for stderr to take its last lines. */
 export const EXIT_FLUSH_MS = 500;
 /** The same, when a second signal forces the exit. */
 export const FORCED_FLUSH_MS = 100;
+
+/**
+ * Exits with `code` at once, stderr's queue written synchronously first
+ * (see {@linkcode Sink.flushSync}): for fatal errors at start only.
+ */
+export function exitAtStart(code: number): never {
+  stderr.flushSync();
+  Deno.exit(code);
+}
 
 /**
  * Exits with `code` once stderr has taken what is queued, or after

@@ -16,7 +16,7 @@ import {
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
-import { stderr } from "../lifecycle/_stderr.ts";
+import { exitAtStart, stderr } from "../lifecycle/_stderr.ts";
 import type { DrainContext } from "../shutdown.ts";
 
 /** How often the pre-drain looks for the moment it may end. */
@@ -292,13 +292,13 @@ export function supervisor(logger: Logger): Link | undefined {
         JSON.stringify(value.slice(0, 80))
       }`,
     );
-    Deno.exit(EXIT_BAD_ENV);
+    exitAtStart(EXIT_BAD_ENV);
   }
   if (Deno.build.os === "linux" && !hasReusePort()) {
     logger.error(
       "this worker runs under the restart supervisor but reusePort is off: add --unstable-net to its deno command",
     );
-    Deno.exit(EXIT_NO_REUSEPORT);
+    exitAtStart(EXIT_NO_REUSEPORT);
   }
   link = new Link(logger);
   return link;

@@ -1,8 +1,8 @@
 /**
  * One SIGTERM to one server process under load from a real client pool
- * (tests/_clients.ts), GETs and 4 KiB POSTs side by side: `serve()` (the
- * fixture app) or raw `Deno.serve` stopped by hand with `shutdown()`
- * (tests/fixtures/raw_app.ts). What each client counted says what the stop
+ * (tests/_clients.ts), GETs and 4 KiB POSTs side by side: one handler
+ * behind `serve()` or behind raw `Deno.serve` stopped by hand with
+ * `shutdown()` (tests/fixtures/pool_app.ts). What each client counted says what the stop
  * cost it: requests refused at connect (the server had gone: nothing lost)
  * and requests that failed after being sent (lost).
  */
@@ -11,12 +11,14 @@ import { CLIENT_KINDS, type Counts, runClient } from "./_clients.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 
-/** The two servers compared. */
+/** The two servers compared: the same handler (tests/fixtures/pool_app.ts). */
 export const SERVERS = {
-  "serve()": here("./fixtures/app.ts"),
-  "Deno.serve by hand": here("./fixtures/raw_app.ts"),
+  "serve()": "serve",
+  "Deno.serve by hand": "raw",
 } as const;
 export type ServerKind = keyof typeof SERVERS;
+
+const APP = here("./fixtures/pool_app.ts");
 
 /** One round's outcome. */
 export interface StopRound {
@@ -50,8 +52,8 @@ export async function oneSigterm(
     "run",
     "--allow-net",
     ...flags,
-    SERVERS[server],
-    JSON.stringify({ port }),
+    APP,
+    JSON.stringify({ port, server: SERVERS[server] }),
   ], env);
   await using _ = proc;
   await proc.waitFor(/listening on/);

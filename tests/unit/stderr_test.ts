@@ -1,6 +1,6 @@
 /** The non-blocking stderr queue, over a fake write that can stall. */
 import assert from "node:assert/strict";
-import { Sink } from "../../lifecycle/_stderr.ts";
+import { QUEUE_LIMIT, Sink } from "../../lifecycle/_stderr.ts";
 
 const decoder = new TextDecoder();
 
@@ -99,4 +99,24 @@ Deno.test("stderr sink: a broken pipe (the write throws) drops everything after,
   sink.write("b\n");
   await sink.flush(100);
   assert.equal(calls, 1);
+});
+
+Deno.test("stderr: flushSync writes what is queued behind a write in flight, in order, once", () => {
+  const written: string[] = [];
+  const decoder = new TextDecoder();
+  const sink = new Sink(
+    () => new Promise<number>(() => {}), // the first write never ends
+    QUEUE_LIMIT,
+    (bytes) => {
+      written.push(decoder.decode(bytes.subarray(0, 2)));
+      return Math.min(bytes.length, 2); // partial writes
+    },
+  );
+  sink.write("a\n");
+  sink.write("bcd\n");
+  sink.write("e\n");
+  sink.flushSync();
+  assert.deepEqual(written, ["bc", "d\n", "e\n"]);
+  sink.flushSync();
+  assert.equal(written.length, 3, "nothing twice");
 });
