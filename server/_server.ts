@@ -13,7 +13,7 @@ import type {
   GracefulServer,
   ServeOptions,
 } from "./_server_types.ts";
-import { detachListeners } from "../supervisor/_detach.ts";
+import { Listeners } from "../supervisor/_detach.ts";
 import { census } from "../supervisor/_census.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
 export type {
@@ -265,6 +265,10 @@ class Server implements GracefulServer {
       await this.#closed.promise;
     });
     const http = this.#http;
+    // With --allow-ffi, the listener's descriptor is found now (a scan of
+    // a few ms), not at the signal, where it would hold the event loop.
+    const listeners = new Listeners(http.addr);
+    listeners.find();
     this.#host = {
       where: describeAddr(http.addr),
       traffic: this.#traffic,
@@ -274,7 +278,7 @@ class Server implements GracefulServer {
       finished: this.#finished,
       abort: (reason) => this.#controller.abort(reason),
       detach: () => {
-        const detached = detachListeners(http.addr);
+        const detached = listeners.detach();
         if (detached > 0) this.#detached = true;
         return detached;
       },

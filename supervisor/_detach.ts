@@ -16,21 +16,46 @@
  * of `finished`; the server treats that one error as a normal end.
  */
 
-import { libc, listeningFds } from "./_sockets.ts";
+import { libc, listeningFds, stillListening } from "./_sockets.ts";
 
 const SHUT_RD = 0;
 
 /**
- * Shuts down the listening sockets on `addr` (read side), so the kernel
- * stops handing them connections. Returns how many were detached; 0 when
- * unsupported. Deno's own `shutdown()` must still be called afterwards.
+ * One server's listening sockets, found once (a scan of the process's
+ * descriptors: about 5 ms, done at start, not at the signal) and checked
+ * again (a few µs) before they are shut.
  */
-export function detachListeners(addr: Deno.NetAddr): number {
-  const lib = libc();
-  if (!lib) return 0;
-  let detached = 0;
-  for (const fd of listeningFds(addr)) {
-    if (lib.symbols.shutdown(fd, SHUT_RD) === 0) detached++;
+export class Listeners {
+  #addr: Deno.NetAddr;
+  #fds: number[] | undefined;
+
+  constructor(addr: Deno.NetAddr) {
+    this.#addr = addr;
   }
-  return detached;
+
+  /** Finds the descriptors now, where libc is available (at start). */
+  find(): void {
+    if (this.#addr.transport !== "tcp") this.#fds = [];
+    else if (libc()) this.#fds ??= listeningFds(this.#addr);
+  }
+
+  /**
+   * Shuts down the listening sockets (read side), so the kernel stops
+   * handing them connections. Returns how many; 0 when unsupported. Deno's
+   * own `shutdown()` must still be called afterwards.
+   */
+  detach(): number {
+    const lib = libc();
+    if (!lib || this.#addr.transport !== "tcp") return 0;
+    this.find();
+    let fds = this.#fds!.filter((fd) => stillListening(fd, this.#addr));
+    // A descriptor found at start that is no longer this listener: look again.
+    if (fds.length < this.#fds!.length) fds = listeningFds(this.#addr);
+    let detached = 0;
+    for (const fd of fds) {
+      if (lib.symbols.shutdown(fd, SHUT_RD) === 0) detached++;
+    }
+    this.#fds = [];
+    return detached;
+  }
 }

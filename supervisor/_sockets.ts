@@ -89,34 +89,54 @@ export interface PortSocket {
 export function* portSockets(addr: Deno.NetAddr): Generator<PortSocket> {
   const lib = libc();
   if (!lib) return;
-  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
-  const value = new Int32Array(1);
-  const valueLength = new Uint32Array(1);
-  const address = new Uint8Array(128);
-  const addressLength = new Uint32Array(1);
   let limit = MIN_SCAN;
   for (let fd = 3; fd < limit && fd < MAX_SCAN; fd++) {
     if (lib.symbols.fcntl(fd, F_GETFD) < 0) continue; // not open
     limit = Math.max(limit, fd + GAP);
-    valueLength[0] = 4;
-    if (
-      lib.symbols.getsockopt(
-        fd,
-        SOL_SOCKET,
-        SO_ACCEPTCONN,
-        value,
-        valueLength,
-      ) !== 0
-    ) continue; // not a socket
-    addressLength[0] = address.length;
-    if (lib.symbols.getsockname(fd, address, addressLength) !== 0) continue;
-    // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
-    // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
-    // 2..3.
-    if ((address[0] | (address[1] << 8)) !== family) continue;
-    if (((address[2] << 8) | address[3]) !== addr.port) continue;
-    yield { fd, listening: value[0] === 1 };
+    const socket = socketOn(lib, fd, addr);
+    if (socket) yield socket;
   }
+}
+
+const value = new Int32Array(1);
+const valueLength = new Uint32Array(1);
+const address = new Uint8Array(128);
+const addressLength = new Uint32Array(1);
+
+/** `fd` as a socket on `addr`'s port and family, or `undefined`. */
+function socketOn(
+  lib: Libc,
+  fd: number,
+  addr: Deno.NetAddr,
+): PortSocket | undefined {
+  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
+  valueLength[0] = 4;
+  if (
+    lib.symbols.getsockopt(
+      fd,
+      SOL_SOCKET,
+      SO_ACCEPTCONN,
+      value,
+      valueLength,
+    ) !==
+      0
+  ) return undefined; // not a socket
+  addressLength[0] = address.length;
+  if (lib.symbols.getsockname(fd, address, addressLength) !== 0) {
+    return undefined;
+  }
+  // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
+  // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
+  // 2..3.
+  if ((address[0] | (address[1] << 8)) !== family) return undefined;
+  if (((address[2] << 8) | address[3]) !== addr.port) return undefined;
+  return { fd, listening: value[0] === 1 };
+}
+
+/** True if `fd` is still a listening socket on `addr`'s port (a few µs). */
+export function stillListening(fd: number, addr: Deno.NetAddr): boolean {
+  const lib = libc();
+  return lib !== null && socketOn(lib, fd, addr)?.listening === true;
 }
 
 /**

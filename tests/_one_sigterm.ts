@@ -11,10 +11,16 @@ import { CLIENT_KINDS, type Counts, runClient } from "./_clients.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 
-/** The two servers compared: the same handler (tests/fixtures/pool_app.ts). */
+/**
+ * The servers compared: one handler (tests/fixtures/pool_app.ts) behind
+ * serve() as the quick start runs it, behind serve() with `--allow-ffi`
+ * (the listener can close at the signal even while bodies arrive), and
+ * behind Deno.serve stopped by hand.
+ */
 export const SERVERS = {
-  "serve()": "serve",
-  "Deno.serve by hand": "raw",
+  "serve()": { kind: "serve", flags: [] },
+  "serve() --allow-ffi": { kind: "serve", flags: ["--allow-ffi"] },
+  "Deno.serve by hand": { kind: "raw", flags: [] },
 } as const;
 export type ServerKind = keyof typeof SERVERS;
 
@@ -51,9 +57,10 @@ export async function oneSigterm(
   const proc = new Proc([
     "run",
     "--allow-net",
+    ...SERVERS[server].flags,
     ...flags,
     APP,
-    JSON.stringify({ port, server: SERVERS[server] }),
+    JSON.stringify({ port, server: SERVERS[server].kind }),
   ], env);
   await using _ = proc;
   await proc.waitFor(/listening on/);
