@@ -7,14 +7,16 @@
  * per signal.
  */
 import { median } from "./_run.ts";
-import { CLIENT_KINDS } from "../tests/_clients.ts";
+import { CLIENT_KINDS, restartsUnder } from "../tests/_clients.ts";
 import { oneSigterm, type ServerKind, SERVERS } from "../tests/_one_sigterm.ts";
 import { Proc } from "../tests/_helpers.ts";
 
 /** One row per client, server and method (what the report shows). */
 export interface ClientRow {
   client: string;
-  server: ServerKind;
+  /** What stopped or restarted the server (absent: one SIGTERM). */
+  scenario?: "one SIGTERM" | "supervisor restarts";
+  server: ServerKind | "restart.ts";
   method: "GET" | "POST";
   signals: number;
   sent: number;
@@ -24,9 +26,13 @@ export interface ClientRow {
   exitMs: { median: number; max: number };
 }
 
-/** `rounds` SIGTERMs per client and server. */
+/**
+ * `rounds` SIGTERMs per client and server, then `restarts` supervisor
+ * restarts per client (GET and POST at 150/s each).
+ */
 export async function clientStops(
   rounds: number,
+  restarts: number,
   log: (line: string) => void,
 ): Promise<ClientRow[]> {
   Proc.limitMs = undefined;
@@ -62,14 +68,35 @@ export async function clientStops(
       }
     }
     for (const row of sums.values()) {
-      const ms = exits.get(row.server)!;
+      const ms = exits.get(row.server as ServerKind)!;
       row.exitMs = {
         median: Math.round(median(ms) * 10) / 10,
         max: Math.round(Math.max(...ms) * 10) / 10,
       };
-      rows.push(row);
+      rows.push({ ...row, scenario: "one SIGTERM" });
       log(
         `clients: ${client}, ${row.server} ${row.method}: ${row.failed} failed, ${row.refused} refused of ${row.sent} in ${row.signals} SIGTERMs`,
+      );
+    }
+    const start = performance.now();
+    const r = await restartsUnder(client, { restarts });
+    const per = Math.round((performance.now() - start) / restarts);
+    for (
+      const [method, counts] of [["GET", r.get], ["POST", r.post]] as const
+    ) {
+      rows.push({
+        client,
+        scenario: "supervisor restarts",
+        server: "restart.ts",
+        method,
+        signals: restarts,
+        sent: counts.sent,
+        refused: counts.refused,
+        failed: counts.failed,
+        exitMs: { median: per, max: per },
+      });
+      log(
+        `clients: ${client}, restart.ts ${method}: ${counts.failed} failed, ${counts.refused} refused of ${counts.sent} in ${restarts} restarts`,
       );
     }
   }

@@ -201,16 +201,18 @@ export function markdown(r: Results): string {
   }
   if (r.clients?.length) {
     lines.push(
-      "## One SIGTERM under real client pools: serve() beside Deno.serve stopped by hand",
+      "## Real client pools: one SIGTERM, and supervisor restarts",
       "",
-      "One server process, one SIGTERM after 500 ms of GETs and 4 KiB POSTs at 200/s each from the client library's own pool (no retry); serve() with its defaults (no drain delay), raw Deno.serve with server.shutdown() on SIGTERM as Deno's docs teach; rounds interleaved (tests/_one_sigterm.ts). Refused: at connect, nothing sent. Failed: after sending (a reset or an early close).",
+      "Each client library's own pool (no retry), GETs and 4 KiB POSTs. One SIGTERM: one server process stopped after 500 ms at 200/s each, one handler behind serve() (with and without --allow-ffi) or raw Deno.serve with server.shutdown() on SIGTERM as Deno's docs teach, rounds interleaved (tests/_one_sigterm.ts). Supervisor restarts: restart.ts over the fixture app (workers with --allow-ffi), SIGHUP each waited for, 150/s each (tests/_clients.ts). Refused: at connect, nothing sent. Failed: after sending (a reset, an early close, a wrong answer).",
       "",
-      "| client | server | method | SIGTERMs | sent | refused | failed | failed per SIGTERM | SIGTERM → exit, median / max ms |",
-      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| scenario | client | server | method | signals | sent | refused | failed | failed per signal | SIGTERM → exit, median / max ms (restarts: ms per restart) |",
+      "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const c of r.clients) {
       lines.push(
-        `| ${c.client} | ${c.server} | ${c.method} | ${c.signals} | ${c.sent} | ${c.refused} | **${c.failed}** | ${
+        `| ${
+          c.scenario ?? "one SIGTERM"
+        } | ${c.client} | ${c.server} | ${c.method} | ${c.signals} | ${c.sent} | ${c.refused} | **${c.failed}** | ${
           (c.failed / c.signals).toFixed(1)
         } | ${c.exitMs.median} / ${c.exitMs.max} |`,
       );

@@ -228,7 +228,11 @@ if (wanted("kubernetes")) {
   results.kubernetes = await kubernetes(smoke ? 1 : long ? 10 : 5, smoke, log);
 }
 if (wanted("clients")) {
-  results.clients = await clientStops(smoke ? 1 : long ? 20 : 10, log);
+  results.clients = await clientStops(
+    smoke ? 1 : long ? 20 : 10,
+    smoke ? 2 : 20,
+    log,
+  );
 }
 if (wanted("restarts")) {
   const probe = await netns();

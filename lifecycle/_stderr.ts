@@ -151,11 +151,23 @@ export const EXIT_FLUSH_MS = 500;
 export const FORCED_FLUSH_MS = 100;
 
 /**
- * Exits with `code` at once, stderr's queue written synchronously first
- * (see {@linkcode Sink.flushSync}): for fatal errors at start only.
+ * Writes `line` to stderr synchronously and exits with `code` at once: for
+ * fatal errors found at start, inside a constructor, where nothing can be
+ * awaited. What is queued is written first (a write already in flight is
+ * left to finish on its own, or lost); `line` bypasses the queue, so it
+ * cannot be the write that the exit cuts. Blocks while the pipe is full, as
+ * `console.error` would.
  */
-export function exitAtStart(code: number): never {
+export function exitAtStart(code: number, line: string): never {
   stderr.flushSync();
+  let bytes = encoder.encode(line.endsWith("\n") ? line : `${line}\n`);
+  try {
+    while (bytes.length > 0) {
+      bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
+    }
+  } catch {
+    // stderr is closed: the exit code still says it
+  }
   Deno.exit(code);
 }
 

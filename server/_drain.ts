@@ -58,8 +58,15 @@ export async function runDrain(
   host: DrainHost,
   reason: string,
   delay: Delay,
-  detach: boolean,
+  /**
+   * The supervisor's choice: take the listener out of the port's group
+   * after the pre-drain (true) or not (false; the kernel would reset its
+   * queue). `undefined` for a server on its own, which shuts its listener
+   * where it can (--allow-ffi) and settles (see below).
+   */
+  detach: boolean | undefined,
 ): Promise<DrainResult> {
+  const alone = detach === undefined;
   const start = performance.now();
   const where = host.where;
   host.traffic.startDraining();
@@ -69,7 +76,7 @@ export async function runDrain(
   // client pool never sends on a connection closing under it (measured, one
   // SIGTERM, 20 rounds: 0 failed for Python's requests, Node's http.Agent and
   // Go's net/http, 5 of 1 600 for undici; Deno.serve by hand lost 27-125).
-  let settleHere = delay.max === 0 && !detach && host.detach() > 0;
+  let settleHere = alone && delay.max === 0 && host.detach() > 0;
   // Without it, nothing to wait for before Deno's shutdown() (no body
   // arriving, no WebSocket): the listener closes now, before the handlers'
   // abort listeners run, as early as Deno.serve by hand does.
@@ -88,7 +95,7 @@ export async function runDrain(
   if (delay.max > 0) {
     await waitDelay(host, delay, announce);
     // The same at the delay's end: what it accepted is answered, not cut.
-    settleHere = !detach && host.detach() > 0;
+    settleHere = alone && host.detach() > 0;
   }
   // The deadline counts from the end of the delay: a delay (or a
   // supervisor's pre-drain) never eats into the time requests have.

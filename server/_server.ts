@@ -367,7 +367,7 @@ class Server implements GracefulServer {
       context.drainDelay === undefined
         ? this.#drainDelay
         : { max: context.drainDelay, quiet: undefined },
-      context.detachListener ?? false,
+      context.detachListener,
     );
     return this.#result;
   }

@@ -286,19 +286,21 @@ export function supervisor(logger: Logger): Link | undefined {
     link = null;
     return undefined;
   }
+  // Fatal at start: straight to stderr (not through `logger`), so that the
+  // exit cannot cut the line.
   if (value !== PROTOCOL) {
-    logger.error(
-      `${SUPERVISOR_ENV}: expected "${PROTOCOL}" (set by restart.ts), got ${
+    exitAtStart(
+      EXIT_BAD_ENV,
+      `[graceful] ${SUPERVISOR_ENV}: expected "${PROTOCOL}" (set by restart.ts), got ${
         JSON.stringify(value.slice(0, 80))
       }`,
     );
-    exitAtStart(EXIT_BAD_ENV);
   }
   if (Deno.build.os === "linux" && !hasReusePort()) {
-    logger.error(
-      "this worker runs under the restart supervisor but reusePort is off: add --unstable-net to its deno command",
+    exitAtStart(
+      EXIT_NO_REUSEPORT,
+      "[graceful] this worker runs under the restart supervisor but reusePort is off: add --unstable-net to its deno command",
     );
-    exitAtStart(EXIT_NO_REUSEPORT);
   }
   link = new Link(logger);
   return link;

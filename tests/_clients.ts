@@ -6,6 +6,8 @@
  * Each sends GETs or 4 KiB POSTs (the body checked by its SHA-256) at a fixed
  * rate until a stop file exists, then prints its counts.
  */
+import { freePort, superviseScript } from "./_helpers.ts";
+
 const CLIENTS = new URL("./fixtures/clients/", import.meta.url).pathname;
 
 /** What a client process counted. */
@@ -99,4 +101,51 @@ export async function runClient(argv: string[]): Promise<Counts> {
     );
   }
   return JSON.parse(text.split("\n").at(-1)!);
+}
+
+/** What `restartsUnder` measured. */
+export interface RestartCounts {
+  get: Counts;
+  post: Counts;
+  /** The supervisor's exit code after its SIGTERM. */
+  code: number;
+}
+
+/**
+ * `client` (GET and POST at `rate`/s each) against `restart.ts` over the
+ * fixture app while the supervisor is restarted `restarts` times (SIGHUP,
+ * each waited for), then stopped.
+ */
+export async function restartsUnder(
+  client: string,
+  { restarts = 20, rate = 150 }: { restarts?: number; rate?: number } = {},
+): Promise<RestartCounts> {
+  const app = new URL("./fixtures/app.ts", import.meta.url).pathname;
+  const port = freePort();
+  const proc = await superviseScript([app, JSON.stringify({ port })]);
+  await using _ = proc;
+  const dir = await Deno.makeTempDir({ prefix: "graceful-restarts-" });
+  try {
+    const stopFile = `${dir}/stop`;
+    const url = `http://127.0.0.1:${port}`;
+    // Command lines first (Go's is built then), so the clients all start now.
+    const argvs = await Promise.all(
+      [false, true].map((post) =>
+        CLIENT_KINDS[client]({ url, rate, ms: 60_000, post, stopFile })
+      ),
+    );
+    const clients = argvs.map(runClient);
+    // A load period, not a wait for an event: the pools fill first.
+    await new Promise((r) => setTimeout(r, 500));
+    for (let g = 2; g <= restarts + 1; g++) {
+      proc.kill("SIGHUP");
+      await proc.waitFor(new RegExp(`generation ${g} serving in`), 30_000);
+    }
+    await Deno.writeTextFile(stopFile, "");
+    const [get, post] = await Promise.all(clients);
+    proc.kill("SIGTERM");
+    return { get, post, code: (await proc.status).code };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
