@@ -74,8 +74,9 @@ export async function runDrain(
   // --allow-ffi the listener is shut in the kernel and the open connections
   // stay, each closed once told `Connection: close` (the settle below): a
   // client pool never sends on a connection closing under it (measured, one
-  // SIGTERM, 20 rounds: 0 failed for Python's requests, Node's http.Agent and
-  // Go's net/http, 5 of 1 600 for undici; Deno.serve by hand lost 27-125).
+  // SIGTERM, 10 rounds: 0 failed for Python's requests, Node's http.Agent and
+  // Go's net/http, 1 of 2 350 for undici; Deno.serve by hand 0.7-3.8 per
+  // SIGTERM: bench/README.md).
   let settleHere = alone && delay.max === 0 && host.detach() > 0;
   // Without it, nothing to wait for before Deno's shutdown() (no body
   // arriving, no WebSocket): the listener closes now, before the handlers'
@@ -100,7 +101,8 @@ export async function runDrain(
   // The deadline counts from the end of the delay: a delay (or a
   // supervisor's pre-drain) never eats into the time requests have.
   const deadline = timer(host.drainTimeout, "deadline" as const);
-  if (settleHere || (detach && host.detach() > 0)) {
+  const shut = settleHere || (detach === true && host.detach() > 0);
+  if (shut) {
     // The listener is shut (or left the port's group): connections it
     // accepted get a moment to deliver their request, and kept-alive ones to
     // be told `Connection: close`, before Deno's drain closes idle ones.
@@ -128,7 +130,7 @@ export async function runDrain(
   if (host.traffic.webSockets.mayBeOpen) await timer(0, undefined).promise;
   // Then no body may still be arriving: this resumes in the microtask
   // where the last one came in, and shutdown() follows in the same one.
-  await bodiesIn(host, where, deadline.promise);
+  await bodiesIn(host, where, deadline.promise, !shut);
   // The deadline came first: cut what has not arrived before shutdown()
   // takes it away, so the handler's read names the deadline.
   if (host.traffic.bodiesPending > 0) {
@@ -261,12 +263,14 @@ export async function waitDelay(
 /**
  * Waits (up to the deadline) until no request body is still arriving:
  * Deno's `shutdown()` would make them unreadable. The listener stays open
- * meanwhile; what it accepts is answered with `Connection: close`.
+ * meanwhile (unless shut with --allow-ffi); what it accepts is answered with
+ * `Connection: close`.
  */
 async function bodiesIn(
   host: DrainHost,
   where: string,
   deadline: Promise<unknown>,
+  accepting: boolean,
 ): Promise<void> {
   const pending = host.traffic.bodiesPending;
   if (pending === 0) return;
@@ -274,7 +278,9 @@ async function bodiesIn(
   host.logger.info(
     `waiting for ${pending} request bod${
       pending === 1 ? "y" : "ies"
-    } to arrive before closing ${where} (still accepting, with Connection: close)`,
+    } to arrive before closing ${where}${
+      accepting ? " (still accepting, with Connection: close)" : ""
+    }`,
   );
   const arrived = await Promise.race([
     host.traffic.bodiesIn().then(() => true),
@@ -290,7 +296,7 @@ async function bodiesIn(
   }
   // Requests that came in while waiting may have bodies of their own.
   if (arrived && host.traffic.bodiesPending > 0) {
-    await bodiesIn(host, where, deadline);
+    await bodiesIn(host, where, deadline, accepting);
   }
 }
 

@@ -1,0 +1,143 @@
+/**
+ * The drain's first steps (server/_drain.ts) over a fake server: when the
+ * listener is shut in the kernel (detach), when Deno's shutdown() closes it,
+ * and in which order against the drain signal, alone or under the
+ * supervisor, with and without --allow-ffi, a body arriving, a delay.
+ */
+import assert from "node:assert/strict";
+import { type DrainHost, runDrain } from "../../server/_drain.ts";
+import type { Traffic } from "../../server/_traffic.ts";
+import { silentLogger } from "../../lifecycle/_log.ts";
+
+interface Fake {
+  host: DrainHost;
+  events: string[];
+  lines: string[];
+  /** Lets the one body that is arriving arrive. */
+  bodyArrives(): void;
+}
+
+function fake(
+  { ffi = false, quiet = true, bodies = 0 }: {
+    ffi?: boolean;
+    quiet?: boolean;
+    bodies?: number;
+  } = {},
+): Fake {
+  const events: string[] = [];
+  const lines: string[] = [];
+  const closed = Promise.withResolvers<void>();
+  const arrived = Promise.withResolvers<void>();
+  let pending = bodies;
+  const traffic = {
+    startDraining: () => events.push("draining"),
+    get bodiesPending() {
+      return pending;
+    },
+    bodiesIn: () => arrived.promise,
+    webSockets: { mayBeOpen: false, closing: 0 },
+    inFlight: 0,
+    hasHealthPath: false,
+    lastArrival: 0,
+    healthRefused: new Promise(() => {}),
+    budget: { exceeded: false },
+    cutBodies: () => {},
+    cut: () => [],
+    retire: () => {},
+    broken: [],
+    drained: 0,
+    lateRefused: 0,
+    listenerClosed: false,
+  } as unknown as Traffic;
+  const host: DrainHost = {
+    where: "127.0.0.1:1",
+    traffic,
+    logger: { ...silentLogger, info: (line) => lines.push(line) },
+    drainTimeout: 5000,
+    streamsCounted: "events",
+    finished: closed.promise,
+    abort: () => events.push("abort"),
+    detach: () => {
+      events.push("detach");
+      return ffi ? 1 : 0;
+    },
+    closeListener: () => {
+      events.push("shutdown");
+      closed.resolve();
+    },
+    quiet: () => ffi ? quiet : undefined,
+  };
+  return {
+    host,
+    events,
+    lines,
+    bodyArrives: () => {
+      pending = 0;
+      arrived.resolve();
+    },
+  };
+}
+
+const NO_DELAY = { max: 0, quiet: undefined };
+
+Deno.test("drain, alone without --allow-ffi: Deno's shutdown() before the drain signal", async () => {
+  const f = fake();
+  await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+  assert.deepEqual(f.events, ["draining", "detach", "shutdown", "abort"]);
+});
+
+Deno.test("drain, alone with --allow-ffi: the listener is shut at the signal; shutdown() once every connection was told close", async () => {
+  const f = fake({ ffi: true, quiet: true });
+  const start = performance.now();
+  await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+  assert.deepEqual(f.events, ["draining", "detach", "abort", "shutdown"]);
+  assert.ok(performance.now() - start < 150, "quiet at once: no settle wait");
+  assert.ok(
+    f.lines.some((l) => /stopped accepting on .*at most 200 ms/.test(l)),
+  );
+});
+
+Deno.test("drain, alone with --allow-ffi, a connection never told close: shutdown() after the 200 ms bound", async () => {
+  const f = fake({ ffi: true, quiet: false });
+  const start = performance.now();
+  await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+  const took = performance.now() - start;
+  assert.deepEqual(f.events, ["draining", "detach", "abort", "shutdown"]);
+  assert.ok(took >= 190 && took < 2000, `${took} ms`);
+});
+
+Deno.test("drain, alone, a body arriving: with --allow-ffi the listener is shut at once, without it stays open; shutdown() once the body is in", async () => {
+  for (const ffi of [true, false]) {
+    const f = fake({ ffi, bodies: 1 });
+    const drained = runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.ok(!f.events.includes("shutdown"), "waits for the body");
+    assert.equal(f.events[1], "detach");
+    const waiting = f.lines.find((l) => l.startsWith("waiting for 1"));
+    assert.equal(/still accepting/.test(waiting ?? ""), !ffi, waiting);
+    f.bodyArrives();
+    await drained;
+    assert.equal(f.events.at(-1), "shutdown");
+  }
+});
+
+Deno.test("drain under the supervisor without detach (tcp_migrate_req=0): never shut, shutdown() at once", async () => {
+  const f = fake({ ffi: true });
+  await runDrain(f.host, "restart", NO_DELAY, false);
+  assert.deepEqual(f.events, ["draining", "shutdown", "abort"]);
+});
+
+Deno.test("drain under the supervisor with detach: shut, settled, then shutdown()", async () => {
+  const f = fake({ ffi: true });
+  await runDrain(f.host, "restart", NO_DELAY, true);
+  assert.deepEqual(f.events, ["draining", "abort", "detach", "shutdown"]);
+  assert.ok(f.lines.some((l) => /detached the listener/.test(l)));
+});
+
+Deno.test("drain, alone with a fixed delay and --allow-ffi: the listener is shut at the delay's end, not at the signal", async () => {
+  const f = fake({ ffi: true });
+  const start = performance.now();
+  await runDrain(f.host, "SIGTERM", { max: 60, quiet: undefined }, undefined);
+  assert.deepEqual(f.events, ["draining", "abort", "detach", "shutdown"]);
+  assert.ok(performance.now() - start >= 55);
+});
