@@ -75,8 +75,8 @@ export async function runDrain(
   // stay, each closed once told `Connection: close` (the settle below): a
   // client pool never sends on a connection closing under it (measured, one
   // SIGTERM, 10 rounds: 0 failed for Python's requests, Node's http.Agent and
-  // Go's net/http, 1 of 2 350 for undici; Deno.serve by hand 0.7-3.8 per
-  // SIGTERM: bench/README.md).
+  // Go's net/http, 0.8 POSTs per SIGTERM for undici; Deno.serve by hand
+  // 0.1-3.3 per SIGTERM: bench/README.md).
   let settleHere = alone && delay.max === 0 && host.detach() > 0;
   // Without it, nothing to wait for before Deno's shutdown() (no body
   // arriving, no WebSocket): the listener closes now, before the handlers'
