@@ -93,17 +93,17 @@ Deno.test("drain, alone with --allow-ffi: the listener is shut at the signal; sh
   assert.deepEqual(f.events, ["draining", "detach", "abort", "shutdown"]);
   assert.ok(performance.now() - start < 150, "quiet at once: no settle wait");
   assert.ok(
-    f.lines.some((l) => /stopped accepting on .*at most 200 ms/.test(l)),
+    f.lines.some((l) => /stopped accepting on .*at most 1000 ms/.test(l)),
   );
 });
 
-Deno.test("drain, alone with --allow-ffi, a connection never told close: shutdown() after the 200 ms bound", async () => {
+Deno.test("drain, alone with --allow-ffi, a connection never told close: shutdown() after the 1000 ms bound", async () => {
   const f = fake({ ffi: true, quiet: false });
   const start = performance.now();
   await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
   const took = performance.now() - start;
   assert.deepEqual(f.events, ["draining", "detach", "abort", "shutdown"]);
-  assert.ok(took >= 190 && took < 2000, `${took} ms`);
+  assert.ok(took >= 990 && took < 3000, `${took} ms`);
 });
 
 Deno.test("drain, alone, a body arriving: with --allow-ffi the listener is shut at once, without it stays open; shutdown() once the body is in", async () => {
