@@ -93,8 +93,11 @@ export async function waitForQuiet(
     const quietAt = Math.max(start, arrivals.lastArrival) + delay.quiet;
     if (seen && now >= quietAt) return outcome(false);
     // Sleep until the quiet period could be over (or the health path's
-    // first 503, or the end), then look again.
-    const wait = timer(Math.min(end, quietAt) - now, undefined);
+    // first 503, or the end), then look again. Once it is over but the
+    // health path has not been asked yet, only that 503 or the end can end
+    // the wait (a timer for a time already past would spin, and warn).
+    const until = seen || now < quietAt ? Math.min(end, quietAt) : end;
+    const wait = timer(until - now, undefined);
     await (seen
       ? wait.promise
       : Promise.race([wait.promise, arrivals.healthRefused]));
