@@ -84,15 +84,17 @@ export class Sink {
   }
 
   /**
-   * Writes what is queued synchronously, for an exit that cannot wait (a
-   * fatal configuration error at start, inside a constructor). A write
-   * already in flight is left to finish on its own. Unlike everything else
-   * here, it blocks while the pipe is full, as `console.error` would: use it
-   * only before the process serves anything.
+   * Writes what is queued synchronously, then `last` if given, for an exit
+   * that cannot wait (a fatal configuration error at start, inside a
+   * constructor). A write already in flight is left to finish on its own;
+   * `last` bypasses the queue, so it cannot be that write. Unlike everything
+   * else here, it blocks while the pipe is full, as `console.error` would:
+   * use it only before the process serves anything.
    */
-  flushSync(): void {
+  flushSync(last?: string): void {
     if (!this.#writeSync || this.#broken) return;
     const rest = this.#writing ? this.#queue.splice(1) : this.#queue.splice(0);
+    if (last !== undefined) rest.push(encoder.encode(last));
     try {
       for (let bytes of rest) {
         while (bytes.length > 0) bytes = bytes.subarray(this.#writeSync(bytes));
@@ -151,23 +153,12 @@ export const EXIT_FLUSH_MS = 500;
 export const FORCED_FLUSH_MS = 100;
 
 /**
- * Writes `line` to stderr synchronously and exits with `code` at once: for
- * fatal errors found at start, inside a constructor, where nothing can be
- * awaited. What is queued is written first (a write already in flight is
- * left to finish on its own, or lost); `line` bypasses the queue, so it
- * cannot be the write that the exit cuts. Blocks while the pipe is full, as
- * `console.error` would.
+ * Writes `line` to stderr synchronously, after what is queued (see
+ * {@linkcode Sink.flushSync}), and exits with `code` at once: for fatal
+ * errors found at start, inside a constructor, where nothing can be awaited.
  */
 export function exitAtStart(code: number, line: string): never {
-  stderr.flushSync();
-  let bytes = encoder.encode(line.endsWith("\n") ? line : `${line}\n`);
-  try {
-    while (bytes.length > 0) {
-      bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
-    }
-  } catch {
-    // stderr is closed: the exit code still says it
-  }
+  stderr.flushSync(line.endsWith("\n") ? line : `${line}\n`);
   Deno.exit(code);
 }
 

@@ -120,3 +120,17 @@ Deno.test("stderr: flushSync writes what is queued behind a write in flight, in 
   sink.flushSync();
   assert.equal(written.length, 3, "nothing twice");
 });
+
+Deno.test("stderr: flushSync writes its last line after the queue, never as the write in flight", () => {
+  const written: string[] = [];
+  const decoder = new TextDecoder();
+  const sink = new Sink(
+    () => new Promise<number>(() => {}),
+    QUEUE_LIMIT,
+    (bytes) => (written.push(decoder.decode(bytes)), bytes.length),
+  );
+  sink.write("a\n");
+  sink.write("b\n");
+  sink.flushSync("fatal\n");
+  assert.deepEqual(written, ["b\n", "fatal\n"]);
+});
