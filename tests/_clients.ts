@@ -103,6 +103,44 @@ export async function runClient(argv: string[]): Promise<Counts> {
   return JSON.parse(text.split("\n").at(-1)!);
 }
 
+/** A GET client and a POST client of one kind, running (see `startClients`). */
+export interface Running extends AsyncDisposable {
+  /** Stops both (their stop file) and returns their counts, GET first. */
+  stop(): Promise<[Counts, Counts]>;
+}
+
+/**
+ * Starts `client` twice against `url`, GETs and 4 KiB POSTs at `rate`/s
+ * each, for at most `ms`, and resolves once both have started. Disposing
+ * stops them and removes their stop file.
+ */
+export async function startClients(
+  client: string,
+  url: string,
+  { rate, ms }: { rate: number; ms: number },
+): Promise<Running> {
+  const dir = await Deno.makeTempDir({ prefix: "graceful-clients-" });
+  const stopFile = `${dir}/stop`;
+  // Command lines first (Go's is built then), so both clients start now.
+  const argvs = await Promise.all(
+    [false, true].map((post) =>
+      CLIENT_KINDS[client]({ url, rate, ms, post, stopFile })
+    ),
+  );
+  const [get, post] = argvs.map(runClient);
+  const stop = async (): Promise<[Counts, Counts]> => {
+    await Deno.writeTextFile(stopFile, "");
+    return await Promise.all([get, post]);
+  };
+  return {
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
 /** What `restartsUnder` measured. */
 export interface RestartCounts {
   get: Counts;
@@ -124,28 +162,17 @@ export async function restartsUnder(
   const port = freePort();
   const proc = await superviseScript([app, JSON.stringify({ port })]);
   await using _ = proc;
-  const dir = await Deno.makeTempDir({ prefix: "graceful-restarts-" });
-  try {
-    const stopFile = `${dir}/stop`;
-    const url = `http://127.0.0.1:${port}`;
-    // Command lines first (Go's is built then), so the clients all start now.
-    const argvs = await Promise.all(
-      [false, true].map((post) =>
-        CLIENT_KINDS[client]({ url, rate, ms: 60_000, post, stopFile })
-      ),
-    );
-    const clients = argvs.map(runClient);
-    // A load period, not a wait for an event: the pools fill first.
-    await new Promise((r) => setTimeout(r, 500));
-    for (let g = 2; g <= restarts + 1; g++) {
-      proc.kill("SIGHUP");
-      await proc.waitFor(new RegExp(`generation ${g} serving in`), 30_000);
-    }
-    await Deno.writeTextFile(stopFile, "");
-    const [get, post] = await Promise.all(clients);
-    proc.kill("SIGTERM");
-    return { get, post, code: (await proc.status).code };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using clients = await startClients(client, `http://127.0.0.1:${port}`, {
+    rate,
+    ms: 60_000,
+  });
+  // A load period, not a wait for an event: the pools fill first.
+  await new Promise((r) => setTimeout(r, 500));
+  for (let g = 2; g <= restarts + 1; g++) {
+    proc.kill("SIGHUP");
+    await proc.waitFor(new RegExp(`generation ${g} serving in`), 30_000);
   }
+  const [get, post] = await clients.stop();
+  proc.kill("SIGTERM");
+  return { get, post, code: (await proc.status).code };
 }

@@ -7,7 +7,7 @@
  * and requests that failed after being sent (lost).
  */
 import { freePort, Proc } from "./_helpers.ts";
-import { CLIENT_KINDS, type Counts, runClient } from "./_clients.ts";
+import { type Counts, startClients } from "./_clients.ts";
 
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 
@@ -45,46 +45,28 @@ export interface StopRound {
 export async function oneSigterm(
   server: ServerKind,
   client: string,
-  { rate = 200, warmMs = 500, flags = [], env = {} }: {
-    rate?: number;
-    warmMs?: number;
-    /** More flags for the server's `deno run` (it has `--allow-net`). */
-    flags?: string[];
-    env?: Record<string, string>;
-  } = {},
+  { rate = 200, warmMs = 500 }: { rate?: number; warmMs?: number } = {},
 ): Promise<StopRound> {
   const port = freePort();
   const proc = new Proc([
     "run",
     "--allow-net",
     ...SERVERS[server].flags,
-    ...flags,
     APP,
     JSON.stringify({ port, server: SERVERS[server].kind }),
-  ], env);
+  ]);
   await using _ = proc;
   await proc.waitFor(/listening on/);
-  const dir = await Deno.makeTempDir({ prefix: "graceful-sigterm-" });
-  const stopFile = `${dir}/stop`;
-  try {
-    const url = `http://127.0.0.1:${port}`;
-    // Command lines first (Go's is built then), so both clients start now.
-    const argvs = await Promise.all(
-      [false, true].map((post) =>
-        CLIENT_KINDS[client]({ url, rate, ms: 30_000, post, stopFile })
-      ),
-    );
-    const clients = argvs.map(runClient);
-    // A load period, not a wait for an event: the pools fill and stay busy.
-    await new Promise((r) => setTimeout(r, warmMs));
-    const signalled = performance.now();
-    proc.kill("SIGTERM");
-    const status = await proc.status;
-    const exitMs = performance.now() - signalled;
-    await Deno.writeTextFile(stopFile, "");
-    const [get, post] = await Promise.all(clients);
-    return { server, client, get, post, code: status.code, exitMs };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using clients = await startClients(client, `http://127.0.0.1:${port}`, {
+    rate,
+    ms: 30_000,
+  });
+  // A load period, not a wait for an event: the pools fill and stay busy.
+  await new Promise((r) => setTimeout(r, warmMs));
+  const signalled = performance.now();
+  proc.kill("SIGTERM");
+  const status = await proc.status;
+  const exitMs = performance.now() - signalled;
+  const [get, post] = await clients.stop();
+  return { server, client, get, post, code: status.code, exitMs };
 }
