@@ -109,63 +109,6 @@ export function innerBody(res: Response): InnerBody | undefined {
   return (res as any)[responseKey]?.body ?? undefined;
 }
 
-// --- Request.prototype ----------------------------------------------------
-
-/** The body members of `Request.prototype` that the body guard routes. */
-export const BODY_METHODS = [
-  "arrayBuffer",
-  "blob",
-  "bytes",
-  "formData",
-  "json",
-  "text",
-] as const;
-
-/** Deno's own body members, taken before anything routes them. */
-export interface RequestMembers {
-  body: (this: Request) => ReadableStream<Uint8Array> | null;
-  bodyUsed: (this: Request) => boolean;
-  clone: (this: Request) => Request;
-  methods: Record<
-    typeof BODY_METHODS[number],
-    (this: Request) => Promise<unknown>
-  >;
-}
-
-/**
- * Deno's own body members of `Request.prototype`, or why they cannot be
- * routed (a getter missing, a member that cannot be redefined).
- */
-export function requestMembers(
-  proto: object = Request.prototype,
-): RequestMembers | string {
-  const get = (name: string) => {
-    const d = Object.getOwnPropertyDescriptor(proto, name);
-    return d?.configurable && typeof d.get === "function" ? d.get : undefined;
-  };
-  const value = (name: string) => {
-    const d = Object.getOwnPropertyDescriptor(proto, name);
-    return d?.configurable && typeof d.value === "function"
-      ? d.value
-      : undefined;
-  };
-  const body = get("body");
-  const bodyUsed = get("bodyUsed");
-  const clone = value("clone");
-  if (!body) return "Request.prototype.body is not a configurable getter";
-  if (!bodyUsed) {
-    return "Request.prototype.bodyUsed is not a configurable getter";
-  }
-  if (!clone) return "Request.prototype.clone is not a configurable method";
-  const methods = {} as RequestMembers["methods"];
-  for (const name of BODY_METHODS) {
-    const fn = value(name);
-    if (!fn) return `Request.prototype.${name} is not a configurable method`;
-    methods[name] = fn;
-  }
-  return { body, bodyUsed, clone, methods };
-}
-
 // --- Release behaviour ----------------------------------------------------
 
 /**
@@ -173,11 +116,7 @@ export function requestMembers(
  * request in flight unreadable (denoland/deno#36809): 2.9.6, and any later
  * release until one is known to keep them (then give this its upper
  * bound). 2.0.6 to 2.9.5 keep them (measured; `tests/deno_test.ts`).
- *
- * The body guard runs on every release all the same: one behaviour
- * everywhere (the listener stays open while bodies arrive, a body cut at
- * the deadline fails with `BodyCutError`), at the same small cost. This
- * says where it is needed, so that a missing guard is said as a loss.
+ * Only there does the drain hold `shutdown()` back (`server/_body_hold.ts`).
  */
 export function shutdownLosesBodies(version = Deno.version.deno): boolean {
   return compareVersions(version, "2.9.6") >= 0;
@@ -215,28 +154,18 @@ export interface Reliance {
 /** Every reliance on a Deno internal that can be looked for at start. */
 export const RELIANCES: readonly Reliance[] = [
   {
-    name: "Request.prototype body members (configurable)",
-    usedFor:
-      "the body guard: reads started before the drain are waited for, unread bodies read ahead",
-    get without() {
-      return shutdownLosesBodies()
-        ? "request bodies unread when the drain starts are lost (BadResource in the handler)"
-        : "a body still arriving at the deadline is not failed with BodyCutError";
-    },
-    present: () => typeof requestMembers() !== "string",
-  },
-  {
     name: "ReadableStream [[state]] slot",
-    usedFor: "knowing when a request body stream handed to the app is done",
+    usedFor:
+      "knowing when a request body has been read to its end (where Deno's shutdown() loses unread bodies)",
     without:
-      "a drain waits for the response of a request whose body stream the handler took, not for the stream's end",
+      "where Deno loses unread bodies, the drain holds shutdown() until every handler of a request with a body has returned, even one that has read its body",
     present: () => streamState(new ReadableStream()) === "readable",
   },
   {
     name: "Response internal record (body length, source, stream)",
     usedFor: "telling a streaming body from a static one",
     without:
-      "streams are cut by the exit at the deadline, not ended cleanly (endStreamsAtDeadline has no effect)",
+      "streams are cut by the exit at the deadline, not ended cleanly (endStreamsAtDeadline has no effect); where Deno loses unread bodies, one echoed into a response may be cut",
     present: () => {
       const stream = innerBody(new Response(new ReadableStream()));
       // (A string body with headers set: Deno 2.9 keeps a plain one

@@ -42,7 +42,7 @@ export function runtimeWarnings(
   const [topMajor, topMinor] = minorOf(SUPPORTED.newest);
   if (major > topMajor || (major === topMajor && minor > topMinor)) {
     lines.push(
-      `Deno ${version} is newer than the supported range (${range}): untested; request bodies are still guarded as on ${topMajor}.${topMinor}, and the canaries (deno task test) tell what changed`,
+      `Deno ${version} is newer than the supported range (${range}): untested; request bodies are still held as on ${topMajor}.${topMinor}, and the canaries (deno task test) tell what changed`,
     );
   }
   for (const reliance of missing) {

@@ -1,7 +1,7 @@
 /**
  * The drain of one server, step by step: abort the drain signal, the drain
  * delay (fixed or self-ending), the listener's detach under the supervisor,
- * the wait for request bodies still arriving, Deno's `shutdown()`, the wait
+ * the wait for request bodies not yet read (where Deno loses them), Deno's `shutdown()`, the wait
  * for in-flight requests up to `drainTimeout`, the cut at the deadline, and
  * the lines that report it. The server (`_server.ts`) owns the state; this
  * only sequences it.
@@ -137,14 +137,12 @@ export async function runDrain(
   // (measured: first refused connect 25 ms after SIGTERM with this wait and
   // a cold timer, 3 ms for Deno.serve by hand).
   if (host.traffic.webSockets.mayBeOpen) await timer(0, undefined).promise;
-  // Then no body may still be arriving: this resumes in the microtask
-  // where the last one came in, and shutdown() follows in the same one.
-  await bodiesIn(host, where, deadline.promise, !shut);
-  // The deadline came first: cut what has not arrived before shutdown()
-  // takes it away, so the handler's read names the deadline.
-  if (host.traffic.bodiesPending > 0) {
-    host.traffic.cutBodies(host.drainTimeout);
-  }
+  // Where Deno's shutdown() takes unread bodies away, none may be left
+  // (_body_hold.ts). At the deadline, what is left is cut (503) before
+  // shutdown() fails its reads.
+  let cut = await bodiesIn(host, where, deadline.promise, !shut)
+    ? []
+    : host.traffic.cut();
   if (host.traffic.webSockets.closing > 0) {
     await webSocketsClosed(host, where, deadline.promise);
   }
@@ -156,12 +154,11 @@ export async function runDrain(
   } else {
     announce("");
   }
-  let cut: string[] = [];
   const forced = await Promise.race([host.finished, deadline.promise]) ===
     "deadline";
   deadline.clear();
   if (forced) {
-    cut = host.traffic.cut(host.drainTimeout);
+    cut = [...cut, ...host.traffic.cut()];
     host.logger.warn(
       `deadline of ${host.drainTimeout} ms reached on ${where}: cut ${cut.length} request(s)` +
         cut.map((line) => `\n  ${line}`).join(""),
@@ -178,7 +175,6 @@ export async function runDrain(
       );
     }
   }
-  host.traffic.retire();
   const broken = host.traffic.broken;
   if (broken.length > 0) {
     host.logger.error(
@@ -190,8 +186,9 @@ export async function runDrain(
     reason,
     durationMs: since(start),
     drained: host.traffic.drained,
-    cut: [...cut, ...broken],
-    forced: forced || broken.length > 0,
+    cut,
+    broken,
+    forced,
   };
   const late = host.traffic.lateRefused;
   host.logger.info(
@@ -270,43 +267,30 @@ export async function waitDelay(
 }
 
 /**
- * Waits (up to the deadline) until no request body is still arriving:
- * Deno's `shutdown()` would make them unreadable. The listener stays open
- * meanwhile (unless shut with --allow-ffi); what it accepts is answered with
- * `Connection: close`.
+ * Waits (up to the deadline) until no request holds Deno's `shutdown()`
+ * back: where it loses unread bodies, a request whose body is not read yet
+ * (`_body_hold.ts`). The listener stays open meanwhile (unless shut with
+ * --allow-ffi); what it accepts is answered with `Connection: close`.
  */
 async function bodiesIn(
   host: DrainHost,
   where: string,
   deadline: Promise<unknown>,
   accepting: boolean,
-): Promise<void> {
+): Promise<boolean> {
   const pending = host.traffic.bodiesPending;
-  if (pending === 0) return;
+  if (pending === 0) return true;
   const start = performance.now();
   host.logger.info(
     `waiting for ${pending} request bod${
       pending === 1 ? "y" : "ies"
-    } to arrive before closing ${where}${
+    } to be read before closing ${where}${
       accepting ? " (still accepting, with Connection: close)" : ""
     }`,
   );
-  const arrived = await Promise.race([
-    host.traffic.bodiesIn().then(() => true),
-    deadline.then(() => false),
-  ]);
-  if (host.traffic.budget.exceeded) {
-    host.logger.warn(
-      `request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace`,
-    );
-  }
-  if (arrived) {
-    host.logger.info(`request bodies in after ${since(start)} ms`);
-  }
-  // Requests that came in while waiting may have bodies of their own.
-  if (arrived && host.traffic.bodiesPending > 0) {
-    await bodiesIn(host, where, deadline, accepting);
-  }
+  const read = await host.traffic.bodiesIn(deadline);
+  if (read) host.logger.info(`request bodies read after ${since(start)} ms`);
+  return read;
 }
 
 /**

@@ -7,22 +7,6 @@ import { describe } from "../lifecycle/_log.ts";
 import { duration, MAX_TIMER_MS } from "../lifecycle/_timer.ts";
 export { duration, MAX_TIMER_MS };
 
-/**
- * Validates a byte count: a whole number from 0 to `Number.MAX_SAFE_INTEGER`.
- * Returns `fallback` when the value is `undefined`.
- */
-export function bytes(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== "number" || !Number.isSafeInteger(value) || value < 0
-  ) {
-    throw new TypeError(
-      `${name}: expected a whole number of bytes ≥ 0, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
-
 /** Validates an optional URL path option: a string starting with `/`. */
 export function path(name: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
@@ -85,14 +69,10 @@ export interface DrainOptions {
   healthPath: string | undefined;
   /** Which streaming bodies to make endable: event streams, all, or none. */
   endStreams: "events" | "all" | false;
-  bodyBufferLimit: number;
   /** Seconds for `Retry-After` on the drain's 503s, or `false` for none. */
   retryAfter: number | false;
   gracePeriod: number | undefined;
 }
-
-/** Default for `bodyBufferLimit`: 128 MiB. */
-export const BODY_BUFFER_LIMIT = 128 * 1024 * 1024;
 
 /**
  * Validates the drain options of `serve()` (and `signal`); throws a
@@ -125,11 +105,13 @@ export function drainOptions(options: {
   const gracePeriod = options.gracePeriod === undefined
     ? undefined
     : duration("gracePeriod", options.gracePeriod, 0);
-  const bodyBufferLimit = bytes(
-    "bodyBufferLimit",
-    options.bodyBufferLimit,
-    BODY_BUFFER_LIMIT,
-  );
+  if (options.bodyBufferLimit !== undefined) {
+    throw new TypeError(
+      `bodyBufferLimit: no longer an option (the drain reads no request body ahead: docs/request-bodies.md), got ${
+        describe(options.bodyBufferLimit)
+      }`,
+    );
+  }
   const healthPath = path("healthPath", options.healthPath);
   const ends = options.endStreamsAtDeadline ?? "events";
   if (typeof ends !== "boolean" && ends !== "events") {
@@ -152,7 +134,6 @@ export function drainOptions(options: {
     drainDelay: delay,
     healthPath,
     endStreams,
-    bodyBufferLimit,
     retryAfter: retryAfter as number | false,
     gracePeriod,
   };

@@ -15,26 +15,11 @@ import {
   withClose,
   withSignal,
 } from "./_responses.ts";
-import {
-  type BodyGuard,
-  type BodySlot,
-  type GuardOwner,
-  guardSlot,
-  streamOpen,
-} from "./_body_guard.ts";
-import { BodyWait } from "./_body_wait.ts";
+import { BodyHold, mayHaveBody } from "./_body_hold.ts";
 import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
 import { WebSockets } from "./_web_sockets.ts";
 import { keyOf } from "../supervisor/_census.ts";
-import { Budget } from "./_read_ahead.ts";
-import {
-  enterSlot,
-  leaveSlot,
-  mayHaveBody,
-  register,
-  unregister,
-} from "./_request_body.ts";
 
 /** What a handler receives besides the request. */
 export interface GracefulHandlerInfo
@@ -56,11 +41,8 @@ export interface TrafficOptions {
   healthPath?: string;
   /** Which streaming bodies to wrap so the deadline can end them. */
   endStreams: "events" | "all" | false;
-  /**
-   * Bytes of request bodies the drain may read ahead into memory, or `false`
-   * where Deno's `shutdown()` keeps bodies readable (no guard at all).
-   */
-  bodyBuffer: number | false;
+  /** True where Deno's `shutdown()` loses unread bodies (`_body_hold.ts`). */
+  holdBodies: boolean;
   /** Seconds for `Retry-After` on the 503s written here, or `false`. */
   retryAfter: number | false;
   signal: AbortSignal;
@@ -68,21 +50,18 @@ export interface TrafficOptions {
 }
 
 /** Tracks and wraps the requests of one server. */
-export class Traffic implements GuardOwner, Arrivals {
+export class Traffic implements Arrivals {
   /** Handlers still running. */
   #pending = new InFlight<Work>();
-  /** The same, by request, for those that may have a body (guards look them up). */
-  #withBody = new Map<Request, Work>();
-  /** The request bodies the drain waits for. */
-  readonly #bodies: BodyWait;
+  /** The request whose handler is running synchronously, if any. */
+  #calling: Request | undefined = undefined;
+  /** What holds Deno's `shutdown()` back, where it loses bodies. */
+  readonly #hold: BodyHold | undefined;
   /** Streaming responses the deadline can end. */
   #streams = new OpenStreams(() => this.#finished());
   /** WebSockets upgraded here, until their closing handshake is done. */
   readonly webSockets: WebSockets = new WebSockets();
   #options: TrafficOptions;
-  /** The read-ahead budget (unused where bodies need no guard). */
-  readonly budget!: Budget;
-  #guarded: boolean;
   /** Requests that failed because the drain took their body (should be none). */
   #broken: string[] = [];
   /** True from the moment the server starts draining. */
@@ -131,37 +110,13 @@ export class Traffic implements GuardOwner, Arrivals {
     this.#options = options;
     this.#info = infoWithSignal(options.signal);
     this.hasHealthPath = options.healthPath !== undefined;
-    this.#guarded = options.bodyBuffer !== false;
-    this.budget = new Budget(options.bodyBuffer || 0);
-    this.#bodies = new BodyWait();
-    if (this.#guarded) register(this);
+    this.#hold = options.holdBodies ? new BodyHold() : undefined;
   }
 
-  /**
-   * Starts the drain: every request in flight that may have a body gets a
-   * guard; a read under way is waited for, an unread body is read ahead.
-   */
+  /** Starts the drain. */
   startDraining(): void {
     this.draining = true;
     this.#drainStart = performance.now();
-    if (!this.#guarded) return;
-    for (const work of this.#pending.toArray()) {
-      if (!work.guard && !mayHaveBody(work.request)) continue;
-      const guard = guardSlot(this, work);
-      if (guard.done) continue;
-      this.track(guard);
-      guard.readAhead();
-    }
-  }
-
-  /** The listener is closed and nothing is in flight: no more guards. */
-  retire(): void {
-    unregister(this);
-  }
-
-  /** See {@linkcode GuardOwner.slotOf}. */
-  slotOf(request: Request): BodySlot | undefined {
-    return this.#withBody.get(request);
   }
 
   /** Resolves with the time of the health path's first 503. */
@@ -169,14 +124,29 @@ export class Traffic implements GuardOwner, Arrivals {
     return this.#healthRefused.promise;
   }
 
-  /** Request bodies still arriving (or still flowing into a response). */
+  /**
+   * Requests whose body Deno may still have to deliver: what holds Deno's
+   * `shutdown()` back (none where it keeps bodies; `_body_hold.ts`).
+   */
   get bodiesPending(): number {
-    return this.#bodies.pending;
+    return this.#hold?.holding(this.#running()) ?? 0;
   }
 
-  /** Resolves when no request body is still arriving (new ones included). */
-  bodiesIn(): Promise<void> {
-    return this.#bodies.empty();
+  /** The requests whose handlers are still running. */
+  #running(): Request[] {
+    const running = this.#pending.toArray().map((work) => work.request);
+    const calling = this.#calling;
+    if (calling && !running.includes(calling)) running.push(calling);
+    return running;
+  }
+
+  /**
+   * Resolves true when no request holds `shutdown()` back (new ones
+   * included), false at `deadline`.
+   */
+  bodiesIn(deadline: Promise<unknown>): Promise<boolean> {
+    return this.#hold?.released(() => this.#running(), deadline) ??
+      Promise.resolve(true);
   }
 
   /** Requests whose handler failed because the drain took its body away. */
@@ -226,26 +196,14 @@ export class Traffic implements GuardOwner, Arrivals {
       }
       return this.#refusal(request, "draining\n");
     }
-    if (!this.draining) {
-      // Before the drain a request carries nothing more (see
-      // _request_body.ts); one without a body is recorded only if its
-      // handler is still running when it returns.
-      return this.#guarded && mayHaveBody(request)
-        ? this.#run(new Work(request), info, true)
-        : this.#runLight(request, info);
-    }
+    // Before the drain a request carries nothing more: it is recorded only
+    // if its handler is still running when it returns.
+    if (!this.draining) return this.#runLight(request, info);
     const work = new Work(request, this.lastArrival = performance.now());
-    const body = this.#guarded && mayHaveBody(request);
-    // During the drain, a body is read ahead from the start.
-    if (body) {
-      const guard = guardSlot(this, work);
-      if (!guard.done) {
-        this.track(guard);
-        guard.readAhead();
-      }
-      if (this.listenerClosed) return this.#late(work, info, guard);
+    if (this.listenerClosed && this.#hold && mayHaveBody(request)) {
+      return this.#late(work, info, this.#hold);
     }
-    return this.#run(work, info, body);
+    return this.#run(work, info);
   };
 
   /** Calls the handler; a throw becomes the error response. */
@@ -253,6 +211,8 @@ export class Traffic implements GuardOwner, Arrivals {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
+    // A drain the handler starts itself (`server.shutdown()`) sees it.
+    this.#calling = request;
     try {
       return this.#options.handler(
         request,
@@ -260,12 +220,13 @@ export class Traffic implements GuardOwner, Arrivals {
       );
     } catch (error) {
       return this.#failed(request, error);
+    } finally {
+      this.#calling = undefined;
     }
   }
 
   /**
-   * A request without a body to guard, before the drain: the handler runs
-   * first; a response it returns at once is passed on with no record at
+   * A request before the drain: the handler runs first; a response it returns at once is passed on with no record at
    * all (nothing can start the drain in between, short of the handler
    * itself calling `shutdown()`, which then counts it once it is awaited).
    */
@@ -283,32 +244,17 @@ export class Traffic implements GuardOwner, Arrivals {
     return this.#wait(work, result);
   }
 
-  /** `body`: the request may have a body this server guards. */
+  /** A request that arrived while draining: recorded from the start. */
   #run(
     work: Work,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-    body: boolean,
   ): Response | Promise<Response> {
     const request = work.request;
     work.info = info;
     this.#pending.add(work);
-    // While the handler runs synchronously, a body read it starts finds
-    // its record without a table (see enterSlot).
-    const outer = body ? enterSlot(this, work) : undefined;
-    let result: Response | Promise<Response>;
-    try {
-      result = this.#call(request, info);
-    } finally {
-      if (body) leaveSlot(outer);
-    }
+    const result = this.#call(request, info);
     if (!(result instanceof Promise)) {
       return this.#settle(work, request, result);
-    }
-    if (body && !work.read && !work.guard && !work.stream) {
-      // The handler awaits something before touching its body: later reads
-      // look it up by request.
-      this.#withBody.set(request, work);
-      work.keyed = true;
     }
     return this.#wait(work, result);
   }
@@ -335,47 +281,29 @@ export class Traffic implements GuardOwner, Arrivals {
   }
 
   /**
-   * A request Deno handed over after `shutdown()` (it was on a kept-alive
-   * connection as the listener closed). Its body may already be gone: read
-   * it first; if it is, answer 503 without calling the handler (no side
-   * effect, so the client may retry), else serve it as usual.
+   * A request with a body that Deno handed over after `shutdown()` (it was
+   * on a kept-alive connection as the listener closed). Its body may be
+   * gone: if it is, 503 without calling the handler (no side effect, so
+   * the client may retry); else the handler gets it, read whole.
    */
   async #late(
     work: Work,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-    guard: BodyGuard,
+    hold: BodyHold,
   ): Promise<Response> {
-    await guard.settled;
-    if (guard.failed) {
+    const whole = await hold.late(work.request);
+    if (!whole) {
       this.lateRefused++;
-      guard.release();
       return this.#refusal(work.request, "server shutting down\n");
     }
-    return await this.#run(work, info, true);
-  }
-
-  /** Waits for this body before `shutdown()` (see {@linkcode GuardOwner}). */
-  track(guard: BodyGuard): void {
-    this.#bodies.add(guard);
+    return await this.#run(new Work(whole, work.start), info);
   }
 
   /**
-   * Fails the reads of request bodies that have not arrived (the deadline
-   * expired while waiting for them) with `BodyCutError`. Called before the
-   * listener closes: Deno's `shutdown()` would otherwise fail them first,
-   * with its own `BadResource`. Idempotent.
+   * At the deadline: answers 503 to every handler still running and ends
+   * every open stream. Returns one description per cut request.
    */
-  cutBodies(drainTimeout: number): void {
-    this.#bodies.cut(drainTimeout);
-  }
-
-  /**
-   * At the deadline: answers 503 to every handler still running, ends every
-   * open stream and fails the reads of bodies that have not arrived (naming
-   * the deadline). Returns one description per cut request.
-   */
-  cut(drainTimeout: number): string[] {
-    this.cutBodies(drainTimeout);
+  cut(): string[] {
     const cut: string[] = [];
     const report = (work: Work | OpenStream, what: string) =>
       cut.push(
@@ -401,10 +329,7 @@ export class Traffic implements GuardOwner, Arrivals {
   /** Takes `work` off the in-flight records. */
   #forget(work: Work) {
     this.#pending.delete(work);
-    if (work.keyed) {
-      this.#withBody.delete(work.request);
-      work.keyed = false;
-    }
+    this.#hold?.changed();
   }
 
   /** Passes on `res`; `work` is the request's record, if it has one. */
@@ -414,14 +339,7 @@ export class Traffic implements GuardOwner, Arrivals {
     res: Response,
     info = work?.info,
   ): Response {
-    if (work) {
-      this.#forget(work);
-      if (work.stream && !work.guard && streamOpen(work.stream)) {
-        // Its body may be flowing into this response: the drain must wait.
-        this.#bodies.echo(work.info!.completed);
-      }
-      work.guard?.release();
-    }
+    if (work) this.#forget(work);
     if (res.status === 101) this.webSockets.watch(res);
     if (this.draining || this.#preDraining) {
       res = withClose(request, res);
@@ -432,6 +350,8 @@ export class Traffic implements GuardOwner, Arrivals {
     // hasOpenEndedBody first: it reads Deno's internal record and, for the
     // common static body, never touches `res.headers` (which Deno builds on
     // first access).
+    // Its unread body may be flowing into this response: the drain waits.
+    this.#hold?.answered(request, res, info?.completed);
     if (
       ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {

@@ -3,7 +3,6 @@
  * response the deadline can end. Kept small and of one shape each: they are
  * made on the hot path (see {@linkcode Work}).
  */
-import type { BodyGuard, BodySlot } from "./_body_guard.ts";
 import type { Linked } from "./_in_flight.ts";
 import type { EndableBody } from "./_response_body.ts";
 
@@ -18,16 +17,11 @@ import type { EndableBody } from "./_response_body.ts";
  * --only=overhead`; the cause inside V8 is not known). The promise's own
  * `resolve` is kept instead, and the 503 is written by {@linkcode Traffic.cut}.
  */
-export class Work implements BodySlot, Linked<Work> {
-  guard: BodyGuard | undefined = undefined;
-  read: Promise<unknown> | undefined = undefined;
-  stream: ReadableStream<Uint8Array> | undefined = undefined;
+export class Work implements Linked<Work> {
   info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined = undefined;
   prev: Work | undefined = undefined;
   next: Work | undefined = undefined;
   listed = false;
-  /** True while the request is in the by-request table (it may have a body). */
-  keyed = false;
   /** Settles the promise Deno awaits for this request (a handler still running). */
   resolve: ((res: Response | Promise<Response>) => void) | undefined =
     undefined;

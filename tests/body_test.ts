@@ -21,11 +21,14 @@ const ascii = (n: number) =>
   "abcdefghijklmnopqrstuvwxyz".repeat(n / 26 + 1).slice(0, n);
 
 /** What went wrong in a drain that should have been clean. */
-function assertClean(proc: Proc) {
+function assertClean(proc: Proc, read = "") {
   const all = proc.output();
   assert.doesNotMatch(all, /read failed|broken by the drain|BadResource/);
   // Reading req.signal would turn on Deno's legacy abort and its warning.
-  assert.doesNotMatch(all, /legacy behavior|deprecat/i);
+  // (Deno's own clone() reads it: raw Deno.serve prints it too.)
+  if (!read.includes("clone")) {
+    assert.doesNotMatch(all, /legacy behavior|deprecat/i);
+  }
 }
 
 interface Case {
@@ -67,7 +70,7 @@ async function acrossDrain(
   const { code } = await exited(proc, 0);
   assert.equal(code, 0, proc.output());
   assert.match(proc.stderr, /drained .*: 1 request\(s\) completed\n/);
-  assertClean(proc);
+  assertClean(proc, read);
 }
 
 for (const size of [0, 1024, 64 * 1024, 10 * 1024 * 1024]) {
@@ -132,7 +135,7 @@ Deno.test("body: a 20 MiB upload at 2 MiB/s across SIGTERM arrives whole; meanwh
   const response = conn.request("/upload", {}, body, 2 * 1024 * 1024);
   await inFlight(proc, "/upload");
   proc.kill("SIGTERM");
-  await proc.waitFor(/waiting for 1 request body to arrive/);
+  await proc.waitFor(/waiting for 1 request body to be read/);
   // The listener is still open while the body arrives: a newcomer is served
   // and told to go away.
   const late = await Conn.open(port);
@@ -145,7 +148,7 @@ Deno.test("body: a 20 MiB upload at 2 MiB/s across SIGTERM arrives whole; meanwh
   assert.equal(res.status, 200, proc.output());
   assert.equal(res.body, await digest(body));
   assert.equal((await proc.status).code, 0, proc.output());
-  assert.match(proc.stderr, /request bodies in after \d+ ms/);
+  assert.match(proc.stderr, /request bodies read after \d+ ms/);
   assertClean(proc);
 });
 
@@ -165,12 +168,12 @@ async function slowUploadAcrossDrain(
   const response = conn.request(path, {}, body, rate);
   await inFlight(proc, new URL(path, "http://x").pathname);
   proc.kill("SIGTERM");
-  await proc.waitFor(/waiting for 1 request body to arrive/);
+  await proc.waitFor(/waiting for 1 request body to be read/);
   const res = await response;
   conn.close();
   assert.equal(res.status, 200, proc.output());
   assert.equal((await proc.status).code, 0, proc.output());
-  assertClean(proc);
+  assertClean(proc, path);
   return res.body;
 }
 
@@ -211,14 +214,13 @@ Deno.test("body: req.body taken before the first await and read after SIGTERM is
     wait: 600,
   }));
 
-Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the handler's read names the deadline, exit 124", async () => {
+Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the handler's read fails, exit 124", async () => {
   const body = payload(8 * 1024 * 1024);
   const { proc, port } = await start({ drainTimeout: 1000 });
   await using _ = proc;
   const conn = await Conn.open(port);
-  // The handler reads 300 ms after the signal, through the drain's guard
-  // (a read already under way when the deadline comes fails with Deno's
-  // own BadResource instead: see docs/request-bodies.md).
+  // The handler reads 300 ms after the signal; at the deadline it is
+  // answered 503, then Deno's shutdown() fails its read.
   const response = conn.request("/upload?wait=300", {}, body, 1024 * 1024);
   await inFlight(proc, "/upload");
   proc.kill("SIGTERM");
@@ -237,7 +239,7 @@ Deno.test("body: an upload that has not arrived by drainTimeout is cut: 503, the
     /deadline of 1000 ms reached on .*: cut 1 request\(s\)\n {2}POST \/upload/,
   );
   await proc.waitFor(
-    /read failed: BodyCutError: request body cut: it had not arrived when drainTimeout \(1000 ms\) expired/,
+    /read failed: BadResource/,
   );
 });
 
@@ -278,26 +280,6 @@ Deno.test("body: server.shutdown() (no signal) keeps the body too", async () => 
   conn.close();
   assert.equal(res.body, await digest(body));
   assert.equal((await proc.status).code, 0, proc.output());
-  assertClean(proc);
-});
-
-Deno.test("body: past bodyBufferLimit the body is read at the handler's pace, still whole, and a line says so", async () => {
-  const body = payload(2 * 1024 * 1024);
-  const { proc, port } = await start({ bodyBufferLimit: 64 * 1024 });
-  await using _ = proc;
-  const conn = await Conn.open(port);
-  const response = conn.request("/upload?wait=600", {}, body);
-  await inFlight(proc, "/upload");
-  proc.kill("SIGTERM");
-  const res = await response;
-  conn.close();
-  assert.equal(res.status, 200, proc.output());
-  assert.equal(res.body, await digest(body));
-  assert.equal((await proc.status).code, 0, proc.output());
-  assert.match(
-    proc.stderr,
-    /request bodies in flight exceeded bodyBufferLimit: the rest were read at the handlers' pace/,
-  );
   assertClean(proc);
 });
 

@@ -12,7 +12,6 @@ import {
   isResourceBacked,
   missingReliances,
   RELIANCES,
-  requestMembers,
   shutdownLosesBodies,
   streamState,
   upgradedSocket,
@@ -40,27 +39,6 @@ Deno.test("canary: every reliance listed in lifecycle/_deno.ts is present on thi
     [],
     `Deno ${Deno.version.deno} is inside ${rangeText()}`,
   );
-});
-
-Deno.test("canary: Request.prototype's own body members read a body (the guard calls them)", async () => {
-  const members = requestMembers();
-  assert.ok(typeof members !== "string", String(members));
-  const request = () =>
-    new Request("http://127.0.0.1/", { method: "POST", body: "hello" });
-  assert.equal(await members.methods.text.call(request()), "hello");
-  const json = new Request("http://127.0.0.1/", {
-    method: "POST",
-    body: '{"a":1}',
-  });
-  assert.deepEqual(await members.methods.json.call(json), { a: 1 });
-  const r = request();
-  const stream = members.body.call(r);
-  assert.ok(stream instanceof ReadableStream);
-  assert.equal(members.bodyUsed.call(r), false);
-  await stream.cancel();
-  assert.equal(members.bodyUsed.call(r), true);
-  const copy = members.clone.call(request());
-  assert.equal(await copy.text(), "hello");
 });
 
 Deno.test("canary: a stream's [[state]] slot tells readable, closed and errored", async () => {
@@ -208,7 +186,7 @@ Deno.test("versions: outside the range one line names the version and what degra
   assert.match(runtimeWarnings("1.46.3", [])[0], /: not tested; upgrade Deno$/);
   const [newer] = runtimeWarnings("3.0.0", []);
   assert.match(newer, /^Deno 3\.0\.0 is newer than the supported range/);
-  assert.match(newer, /request bodies are still guarded/);
+  assert.match(newer, /request bodies are still held/);
   assert.deepEqual(runtimeWarnings(SUPPORTED.oldest, []), []);
   assert.deepEqual(runtimeWarnings(SUPPORTED.newest, []), []);
   const lines = runtimeWarnings(SUPPORTED.newest, RELIANCES);
@@ -219,28 +197,16 @@ Deno.test("versions: outside the range one line names the version and what degra
   }
 });
 
-Deno.test("requestMembers: says which member cannot be routed", () => {
-  const frozen = Object.create(null);
-  Object.defineProperty(frozen, "body", { get: () => null });
-  assert.equal(
-    requestMembers(frozen),
-    "Request.prototype.body is not a configurable getter",
-  );
-});
-
 /**
  * A preload that hides every internal the library reads, as a Deno release
  * that renamed them would: the slots' symbols disappear from
- * `Object.getOwnPropertySymbols`, and `Request.prototype.body` can no
- * longer be redefined.
+ * `Object.getOwnPropertySymbols`.
  */
 const HIDE_INTERNALS = `
 const own = Object.getOwnPropertySymbols;
 Object.getOwnPropertySymbols = (o) => own(o).filter((k) =>
   !["[[state]]", "[[resourceBacking]]", "response", "[[associated_ws]]"]
     .includes(k.description));
-const d = Object.getOwnPropertyDescriptor(Request.prototype, "body");
-Object.defineProperty(Request.prototype, "body", { ...d, configurable: false });
 `;
 
 Deno.test("start-up: where the internals are gone, one line each says what degrades, and the drain still works", async () => {
@@ -360,34 +326,6 @@ Deno.test("the supported range reads the same in lifecycle/_deno.ts, .ci/run and
       `Supported on\\s+\\*\\*Deno ${rangeText().replaceAll(".", "\\.")}\\*\\*`,
     ),
     "the README states the range",
-  );
-});
-
-Deno.test("canary: a request body is a byte stream, so the drain reads it into buffers of its own size (not Deno's 64 KiB)", async () => {
-  const { chunkReader } = await import("../server/_read_ahead.ts");
-  const sizes: number[] = [];
-  await using server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (req) => {
-      const reader = chunkReader(req.body!, 4096);
-      let total = 0;
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.byteLength;
-        sizes.push(value.buffer.byteLength);
-      }
-      return new Response(String(total));
-    },
-  );
-  const res = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
-    method: "POST",
-    body: payload(4096),
-  });
-  assert.equal(await res.text(), "4096");
-  assert.ok(
-    sizes.length > 0 && sizes.every((size) => size <= 4096),
-    `${sizes}`,
   );
 });
 
