@@ -785,6 +785,18 @@ Deno.test("--workers above the bound exits 2 with one line, before starting anyt
   );
 });
 
+Deno.test("--help prints the usage on stdout and exits 0", async () => {
+  const proc = new Proc([...SUPERVISOR_FLAGS, RESTART, "--help"]);
+  await using _ = proc;
+  const { code } = await exited(proc, 0);
+  assert.equal(code, 0, proc.output());
+  assert.match(
+    proc.stdout,
+    /^usage: restart\.ts \[options\] -- <command\.\.\.>/,
+  );
+  assert.equal(proc.stderr, "");
+});
+
 Deno.test("a grandchild that keeps the worker's stderr open does not hold up the stop", async () => {
   const port = freePort();
   const script = `sleep 30 & echo "grandchild $!" >&2; exec ${
