@@ -57,13 +57,11 @@ function gracefulServe(...args: unknown[]): Deno.HttpServer {
     return (original as (...a: unknown[]) => Deno.HttpServer).apply(Deno, args);
   }
   delete options.handler;
-  shared ??= new Shutdown({
-    signals: settings.signals,
-    hooksTimeout: settings.hooksTimeout,
-    logger: settings.logger,
-  });
+  // The lifecycle's settings go to the one Shutdown all servers share.
+  const { signals, hooksTimeout, logger, exit: _, ...drain } = settings;
+  shared ??= new Shutdown({ signals, hooksTimeout, logger });
   return serve(
-    { ...settings, ...options, shutdown: shared } as ServeOptions,
+    { ...drain, ...options, shutdown: shared } as ServeOptions,
     handler as Handler,
   ) as unknown as Deno.HttpServer;
 }

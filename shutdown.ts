@@ -39,9 +39,11 @@ export type { Logger } from "./lifecycle/_log.ts";
 export { defaultSignals };
 
 /**
- * Exit codes of a process ended by {@linkcode Shutdown}. A second signal
- * exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM),
- * as a shell reports death by that signal.
+ * Exit codes of a process ended by {@linkcode Shutdown}, one per cause.
+ * When several causes meet, the first of this order wins: a second signal
+ * (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, as a shell
+ * reports death by that signal), `DeadlineExceeded` (124), `DrainFailed`
+ * (70), `HookFailed` (1), `Ok` (0).
  *
  * @example Reading the exit code
  * ```ts
@@ -54,6 +56,12 @@ export const ExitCode = {
   Ok: 0,
   /** A cleanup hook threw, rejected or timed out. */
   HookFailed: 1,
+  /**
+   * A drainer threw or rejected, or a request failed because the drain took
+   * something it still needed (a bug to report). 70 is `EX_SOFTWARE` of
+   * sysexits.h.
+   */
+  DrainFailed: 70,
   /** The drain deadline expired: some requests were answered 503 or cut. */
   DeadlineExceeded: 124,
 } as const;
@@ -109,11 +117,13 @@ export interface DrainContext {
 
 /**
  * Something to wait for before the hooks run: a server draining, a consumer
- * finishing its job. Resolve `{ forced: true }` if it hit its deadline.
+ * finishing its job. Resolve `{ forced: true }` if it hit its deadline, and
+ * with a non-empty `broken` if it failed requests it should have kept; a
+ * rejection is a failed drain ({@linkcode ExitCode.DrainFailed}).
  */
 export type Drainer = (
   context: DrainContext,
-) => Promise<void | { forced: boolean }>;
+) => Promise<void | { forced: boolean; broken?: readonly string[] }>;
 
 /** How a shutdown ended. */
 export interface ShutdownResult {
@@ -262,16 +272,18 @@ export class Shutdown implements Disposable {
 
   /**
    * Starts the shutdown (what a signal does): drain, hooks, then exit unless
-   * `exit: false`. Idempotent: later calls return the same promise.
+   * `exit: false` (given here, or to the constructor). Idempotent: later
+   * calls return the same promise.
    */
   start(
     reason = "shutdown requested",
-    options: Omit<DrainContext, "reason"> = {},
+    options: Omit<DrainContext, "reason"> & { exit?: boolean } = {},
   ): Promise<ShutdownResult> {
     this.#stops.next({ kind: "begin", at: performance.now() });
     if (!this.#result) {
       this.#reason = reason;
-      this.#result = this.#run({ ...options, reason });
+      const { exit = this.#exit, ...context } = options;
+      this.#result = this.#run({ ...context, reason }, exit);
     }
     return this.#result;
   }
@@ -306,7 +318,7 @@ export class Shutdown implements Disposable {
     }
   }
 
-  async #run(context: DrainContext): Promise<ShutdownResult> {
+  async #run(context: DrainContext, exit: boolean): Promise<ShutdownResult> {
     const { reason } = context;
     const start = performance.now();
     // Drainers start before the signal is aborted: a server closes its
@@ -317,12 +329,14 @@ export class Shutdown implements Disposable {
     this.#controller.abort(reason);
     const outcomes = await Promise.allSettled(draining);
     let forced = false;
+    let failed = false;
     for (const outcome of outcomes) {
       if (outcome.status === "rejected") {
-        forced = true;
+        failed = true;
         this.#logger.error(`drain failed: ${outcome.reason}`);
-      } else if (outcome.value?.forced) {
-        forced = true;
+      } else {
+        forced ||= outcome.value?.forced ?? false;
+        failed ||= (outcome.value?.broken?.length ?? 0) > 0;
       }
     }
     const failedHooks = await runHooks(
@@ -332,6 +346,8 @@ export class Shutdown implements Disposable {
     );
     const exitCode = forced
       ? ExitCode.DeadlineExceeded
+      : failed
+      ? ExitCode.DrainFailed
       : failedHooks.length > 0
       ? ExitCode.HookFailed
       : ExitCode.Ok;
@@ -340,7 +356,7 @@ export class Shutdown implements Disposable {
       `shutdown complete in ${durationMs} ms (${reason}), exit code ${exitCode}`,
     );
     this[Symbol.dispose]();
-    if (this.#exit) await exitFlushed(exitCode);
+    if (exit) await exitFlushed(exitCode);
     return { reason, exitCode, durationMs, forced, failedHooks };
   }
 }

@@ -6,7 +6,7 @@ import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
 import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
-import { bodiesGuardable } from "./_body_guard.ts";
+import { bodiesNeedHold } from "./_body_hold.ts";
 import { type DrainHost, runDrain } from "./_drain.ts";
 import type {
   DrainResult,
@@ -78,9 +78,10 @@ function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
  * While draining: the listener closes (new connections are refused), idle
  * keep-alive connections are closed, in-flight requests finish and their
  * responses carry `Connection: close`, WebSockets get Deno's 1001 close.
- * At `drainTimeout`: pending handlers get 503, open streams are ended, the
- * process exits with code 124. Then hooks run and the process exits 0 (or 1
- * if a hook failed). A second signal exits at once with 128 + its number.
+ * At `drainTimeout`: pending handlers get 503, open event streams are ended.
+ * Then the hooks run and the process exits: 0, or 124 if the deadline cut
+ * requests, or 1 if a hook failed (`ExitCode`). A second signal exits at
+ * once with 128 + its number.
  *
  * It does not: end streams or WebSockets before the deadline by itself (use
  * `info.signal`), retry anything for clients, or cover servers started with
@@ -166,7 +167,6 @@ class Server implements GracefulServer {
       drainDelay,
       healthPath,
       endStreams,
-      bodyBufferLimit,
       retryAfter,
       gracePeriod,
     } = drainOptions(options);
@@ -183,7 +183,6 @@ class Server implements GracefulServer {
       drainDelay: _d,
       healthPath: _h,
       endStreamsAtDeadline: _e,
-      bodyBufferLimit: _b,
       retryAfter: _r,
       gracePeriod: _g,
       signal,
@@ -196,6 +195,25 @@ class Server implements GracefulServer {
       throw new TypeError(
         `shutdown: expected a Shutdown or false, got ${describe(shutdown)}`,
       );
+    }
+    if (shutdown !== undefined) {
+      // They configure the Shutdown serve() would make: with one given (or
+      // none wanted) they would be dropped.
+      const given = { signals, hooksTimeout, exit, logger };
+      for (const [name, value] of Object.entries(given)) {
+        if (value === undefined || (name === "logger" && shutdown === false)) {
+          continue;
+        }
+        throw new TypeError(
+          `${name}: has no effect beside shutdown: ${
+            shutdown === false ? "false" : "a Shutdown"
+          } (${
+            shutdown === false
+              ? "no signal is listened to and nothing exits"
+              : `set it on the Shutdown`
+          }), got ${describe(value)}`,
+        );
+      }
     }
     this.#ownsLifecycle = shutdown === undefined;
     this.lifecycle = shutdown === false
@@ -217,7 +235,7 @@ class Server implements GracefulServer {
       onError: options.onError,
       healthPath,
       endStreams,
-      bodyBuffer: bodiesGuardable ? bodyBufferLimit : false,
+      holdBodies: bodiesNeedHold,
       retryAfter,
       signal: this.#controller.signal,
       logger: this.#logger,
@@ -333,12 +351,18 @@ class Server implements GracefulServer {
   }
 
   shutdown(reason = "shutdown() called"): Promise<DrainResult> {
-    const result = this.#drain({ reason });
-    if (this.#ownsLifecycle && !this.lifecycle?.started) {
-      result.finally(() => this.lifecycle?.[Symbol.dispose]());
-    }
-    return result;
+    const drained = this.#drain({ reason });
+    const own = this.#ownsLifecycle ? this.lifecycle : undefined;
+    // Its own lifecycle: the hooks run too (no exit), unless a signal
+    // started it already (then it runs them, and exits as configured).
+    this.#stopped ??= own && !own.started
+      ? own.start(reason, { exit: false }).then(() => drained)
+      : drained;
+    return this.#stopped;
   }
+
+  /** What shutdown() resolves with, once called. */
+  #stopped: Promise<DrainResult> | undefined;
 
   onShutdown(fn: Hook, options?: HookOptions): () => void {
     if (!this.lifecycle) {

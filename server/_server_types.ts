@@ -17,7 +17,10 @@ import type {
  */
 export interface ServeOptions
   extends Omit<Deno.ServeTcpOptions, "signal" | "handler">, ShutdownOptions {
-  /** Aborting it starts a graceful drain of this server (no hooks, no exit). */
+  /**
+   * Aborting it starts a graceful drain of this server, as `shutdown()`
+   * does (hooks of its own lifecycle run; the process does not exit).
+   */
   signal?: AbortSignal;
   /**
    * Deadline for the drain, in ms, counted from the end of `drainDelay`
@@ -58,25 +61,6 @@ export interface ServeOptions
    * shortened to fit.
    */
   gracePeriod?: number;
-  /**
-   * Bytes of request bodies that the drain may read ahead into memory, over
-   * all requests of this server. Default 128 MiB. Deno 2.9's `shutdown()`
-   * makes unread bodies unreadable, so the server reads them before it
-   * calls it; a body beyond this budget is left for the handler to read at
-   * its own pace, and the listener stays open (answering with
-   * `Connection: close`) until it has been.
-   *
-   * It bounds the body bytes held (one buffer per 64 KiB of body, no copy
-   * when the handler reads it whole). It does not bound what Deno holds to
-   * deliver them (a buffer per connection the size of the drain's reads: 4
-   * KiB, or 1/16 of the body up to 64 KiB), nor the drain's records and
-   * garbage: measured, peak RSS stays under the GETs' + 2 × the body bytes
-   * + 24 KiB per request in flight + 6 MiB (5 000 POSTs of 64 KiB: 650 MiB,
-   * GETs 157). Nor does it bound what Deno 2.9.6 reads by itself as bodies
-   * arrive, before any handler asks (in some runs hundreds of MiB before
-   * the signal; see bench/README.md, "Memory at the drain").
-   */
-  bodyBufferLimit?: number;
   /** A path answered 200 `ok` while serving and 503 while draining. */
   healthPath?: string;
   /**
@@ -96,7 +80,9 @@ export interface ServeOptions
    * from this object's `signals`, `hooksTimeout`, `exit` and `logger`, with
    * its signal listeners installed. Share one `Shutdown` between several
    * servers in one process. `false`: no signal handling at all; call
-   * `server.shutdown()` yourself.
+   * `server.shutdown()` yourself. Beside either, `signals`, `hooksTimeout`
+   * and `exit` throw a `TypeError` (they would be dropped), and so does
+   * `logger` beside a `Shutdown` (the server logs through its logger).
    */
   shutdown?: Shutdown | false;
 }
@@ -109,13 +95,15 @@ export interface DrainResult {
   durationMs: number;
   /** Requests and streams that completed during the drain. */
   drained: number;
-  /**
-   * Requests answered 503, streams ended and bodies cut at the deadline,
-   * and any request whose handler failed because the drain took something
-   * it still needed (none is expected: each one is a bug to report).
-   */
+  /** Requests answered 503 and streams ended at the deadline. */
   cut: string[];
-  /** True if the deadline expired. */
+  /**
+   * Requests whose handler failed because the drain took something they
+   * still needed (none is expected: each one is a bug to report; the exit
+   * code is `ExitCode.DrainFailed`).
+   */
+  broken: string[];
+  /** True if the deadline expired (the exit code is 124). */
   forced: boolean;
 }
 
@@ -137,9 +125,14 @@ export interface GracefulServer extends AsyncDisposable {
   /** The process lifecycle this server joined, if any. */
   readonly lifecycle: Shutdown | undefined;
   /**
-   * Drains this server only: stops accepting (after `drainDelay`), waits
-   * for in-flight requests up to `drainTimeout`, then cuts the rest. Does
-   * not run hooks and does not exit. Idempotent.
+   * Drains this server: stops accepting (after `drainDelay`), waits for
+   * in-flight requests up to `drainTimeout`, then cuts the rest. With the
+   * server's own lifecycle (no `shutdown` option), the hooks registered
+   * with {@linkcode GracefulServer.onShutdown} then run, as Go's
+   * `Server.Shutdown` runs its `RegisterOnShutdown` functions; so they do
+   * for `await using` and the `signal` option. It never exits the process.
+   * With a shared `Shutdown` it drains this server only: the hooks belong
+   * to the `Shutdown` and run when it starts. Idempotent.
    */
   shutdown(reason?: string): Promise<DrainResult>;
   /**

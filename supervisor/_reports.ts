@@ -14,6 +14,7 @@ export function describeExit(status: Deno.CommandStatus): string {
 /** What the exit codes of a drained `serve()` process mean. */
 export const EXIT_MEANINGS: Record<number, string> = {
   1: "a cleanup hook failed",
+  70: "the drain failed (a drainer threw, or it broke a request)",
   124: "requests were cut at the drain deadline",
   130: "forced by a second SIGINT",
   137: "killed",

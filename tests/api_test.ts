@@ -1,6 +1,6 @@
 /** In-process API tests: validation, idempotence, the graceful `signal`. */
 import assert from "node:assert/strict";
-import { serve, Shutdown } from "../mod.ts";
+import { ExitCode, serve, Shutdown } from "../mod.ts";
 import { silentLogger } from "../lifecycle/_log.ts";
 import { Traffic } from "../server/_traffic.ts";
 import { assertCloses, exited, joined, Proc } from "./_helpers.ts";
@@ -48,8 +48,8 @@ Deno.test("bad options throw a TypeError naming the option and the value", () =>
     [{ gracePeriod: -1 }, /^gracePeriod: .* got -1$/],
     [{ hooksTimeout: -5 }, /^hooksTimeout: .* got -5$/],
     [
-      { bodyBufferLimit: 1.5 },
-      /^bodyBufferLimit: expected a whole number of bytes ≥ 0, got 1.5$/,
+      { bodyBufferLimit: 1024 },
+      /^bodyBufferLimit: no longer an option \(the drain reads no request body ahead: docs\/request-bodies\.md\), got 1024$/,
     ],
     [
       { healthPath: "healthz" },
@@ -81,6 +81,19 @@ Deno.test("bad options throw a TypeError naming the option and the value", () =>
       { shutdown: {} },
       /^shutdown: expected a Shutdown or false, got an object$/,
     ],
+    [
+      { shutdown: new Shutdown({ exit: false }), signals: ["SIGTERM"] },
+      /^signals: has no effect beside shutdown: a Shutdown \(set it on the Shutdown\), got an array \(\["SIGTERM"\]\)$/,
+    ],
+    [
+      { shutdown: new Shutdown({ exit: false }), logger: false },
+      /^logger: has no effect beside shutdown: a Shutdown/,
+    ],
+    [
+      { shutdown: false, hooksTimeout: 100 },
+      /^hooksTimeout: has no effect beside shutdown: false \(no signal is listened to and nothing exits\), got 100$/,
+    ],
+    [{ shutdown: false, exit: false }, /^exit: has no effect beside/],
   ];
   for (const [options, message] of cases) {
     assert.throws(
@@ -187,7 +200,7 @@ Deno.test("info.signal where Deno's info takes no property: through a Proxy", ()
       return new Response("ok");
     },
     endStreams: false,
-    bodyBuffer: false,
+    holdBodies: false,
     retryAfter: false,
     signal: controller.signal,
     logger: silentLogger,
@@ -256,6 +269,44 @@ Deno.test("Shutdown without a server: drainers, then hooks in reverse, result", 
       failed: result.failedHooks,
     },
     { code: 0, forced: false, failed: [] },
+  );
+});
+
+Deno.test("Shutdown: one exit code per cause, the first of deadline, failed drain, failed hook", async () => {
+  const cases: [
+    { forced?: boolean; rejects?: boolean; broken?: string[]; hook?: boolean },
+    number,
+  ][] = [
+    [{}, ExitCode.Ok],
+    [{ hook: true }, ExitCode.HookFailed],
+    [{ rejects: true, hook: true }, ExitCode.DrainFailed],
+    [{ broken: ["POST /x (BadResource)"], hook: true }, ExitCode.DrainFailed],
+    [{ forced: true, rejects: true, hook: true }, ExitCode.DeadlineExceeded],
+  ];
+  for (const [given, code] of cases) {
+    const shutdown = new Shutdown({ exit: false, logger: false, signals: [] });
+    shutdown.addDrainer(() =>
+      Promise.resolve({ forced: given.forced ?? false, broken: given.broken })
+    );
+    if (given.rejects) {
+      shutdown.addDrainer(() => Promise.reject(new Error("drainer broke")));
+    }
+    if (given.hook) {
+      shutdown.onShutdown(() => {
+        throw new Error("hook broke");
+      });
+    }
+    const result = await shutdown.start("test");
+    assert.equal(result.exitCode, code, JSON.stringify(given));
+  }
+  assert.deepEqual(
+    [
+      ExitCode.Ok,
+      ExitCode.HookFailed,
+      ExitCode.DrainFailed,
+      ExitCode.DeadlineExceeded,
+    ],
+    [0, 1, 70, 124],
   );
 });
 
@@ -413,4 +464,45 @@ Deno.test("Supervisor: bad options throw a TypeError naming the option and the v
   new Supervisor({ command, logger: false, steer: false });
   new Supervisor({ command, logger: false, rollbackWindow: 1000 });
   new Supervisor({ command, logger: false, preDrain: 0 });
+});
+
+Deno.test("hooks run however a server with its own lifecycle stops: shutdown(), await using, the signal option; never an exit", async () => {
+  const { shutdown: _, ...own } = quiet;
+  const ran: string[] = [];
+  const first = serve({ ...own, logger: false }, ok);
+  first.onShutdown(() => void ran.push("shutdown()"));
+  const result = await first.shutdown("test");
+  assert.equal(result.forced, false);
+  {
+    await using second = serve({ ...own, logger: false }, ok);
+    second.onShutdown(() => void ran.push("await using"));
+  }
+  const controller = new AbortController();
+  const third = serve(
+    { ...own, logger: false, signal: controller.signal },
+    ok,
+  );
+  const hooked = Promise.withResolvers<void>();
+  third.onShutdown(() => {
+    ran.push("signal option");
+    hooked.resolve();
+  });
+  controller.abort();
+  await hooked.promise;
+  await third.finished;
+  assert.deepEqual(ran, ["shutdown()", "await using", "signal option"]);
+});
+
+Deno.test("with a shared Shutdown, server.shutdown() drains that server only; the hooks wait for the Shutdown", async () => {
+  const shared = new Shutdown({ exit: false, logger: false, signals: [] });
+  const ran: string[] = [];
+  shared.onShutdown(() => void ran.push("hook"));
+  const a = serve({ ...quiet, shutdown: shared }, ok);
+  const b = serve({ ...quiet, shutdown: shared }, ok);
+  await a.shutdown();
+  assert.deepEqual(ran, []);
+  assert.equal(b.draining, false);
+  await shared.start("test");
+  assert.deepEqual(ran, ["hook"]);
+  assert.equal(b.draining, true);
 });

@@ -31,6 +31,22 @@ Deno.test("README: every TypeScript snippet is marked with its test", () => {
   ]);
 });
 
+Deno.test("README: every TypeScript snippet passes deno lint as pasted", async () => {
+  for (const [name, code] of snippets) {
+    const path = await Deno.makeTempFile({ suffix: `-${name}.ts` });
+    await Deno.writeTextFile(path, code);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["lint", "--quiet", path],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    await Deno.remove(path);
+    const said = new TextDecoder().decode(out.stderr) +
+      new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, `README snippet ${name}:\n${said}`);
+  }
+});
+
 /** Writes the snippet, after `prelude`, as a module importing this checkout. */
 async function program(name: string, prelude = ""): Promise<{
   path: string;
@@ -72,10 +88,7 @@ Deno.test("README problem: plain Deno.serve dies on SIGINT, the in-flight client
 });
 
 Deno.test("README use-it: serves, drains on SIGINT, runs the hook, exits 0", async () => {
-  const { path, port } = await program(
-    "use-it",
-    'const db = { close: () => console.log("db closed") };',
-  );
+  const { path, port } = await program("use-it");
   const proc = run(path);
   await using _ = proc;
   await proc.waitFor(/Listening on/);
