@@ -11,7 +11,7 @@
  *   return new Response("hello world");
  * });
  * server.onShutdown(() => console.log("closing the database"));
- * await server.shutdown(); // what SIGINT does, minus the hooks and the exit
+ * await server.shutdown(); // what SIGINT does, minus the exit
  * ```
  *
  * @module

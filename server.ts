@@ -21,7 +21,7 @@
  *
  * @module
  */
-export * from "./server/_server.ts";
+export * from "./server/_serve.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server/_demo.ts");

@@ -6,6 +6,7 @@ import type { MemoryRun } from "./_memory.ts";
 import type { BalancerRow } from "./_balancers.ts";
 import type { KubeRow } from "./_kubernetes.ts";
 import type { ClientRow } from "./_clients.ts";
+import type { CensusRow } from "./_census.ts";
 import type { DrainMemoryRow } from "./_drain_memory.ts";
 import { median } from "./_run.ts";
 
@@ -26,6 +27,8 @@ export interface Results {
   kubernetes?: KubeRow[];
   /** One SIGTERM under real client pools (absent in older results). */
   clients?: ClientRow[];
+  /** The census's CPU per look (absent in older results). */
+  census?: CensusRow[];
 }
 
 /** The results as Markdown. */
@@ -198,6 +201,20 @@ export function markdown(r: Results): string {
       );
     }
     lines.push("");
+  }
+  if (r.census?.length) {
+    lines.push(
+      "## The census: CPU per look",
+      "",
+      "What the pre-drain's look at the port's sockets costs (supervisor/_census.ts; one look every 10 ms), with N open connections: the median of the runs.",
+      "",
+      "| connections | µs of CPU per look | runs |",
+      "| --- | --- | --- |",
+      ...r.census.map((c) =>
+        `| ${c.connections} | ${c.cpuUsPerLook} | ${c.runs.join(", ")} |`
+      ),
+      "",
+    );
   }
   if (r.clients?.length) {
     lines.push(

@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes,clients
+ *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,balancers,kubernetes,clients
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -25,9 +25,10 @@ import { balancers } from "./_balancers.ts";
 import { kubernetes } from "./_kubernetes.ts";
 import { clientStops } from "./_clients.ts";
 import { drainMemory } from "./_drain_memory.ts";
+import { censusCost } from "./_census.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -215,6 +216,9 @@ if (wanted("drain-memory")) {
   results.drainMemory = smoke
     ? await drainMemory([10], log, { waitMs: 200, rounds: 1 })
     : await drainMemory([1, 100, 1000, 5000], log, { rounds: long ? 5 : 3 });
+}
+if (wanted("census")) {
+  results.census = await censusCost([20, 200], smoke ? 1 : 5, log);
 }
 if (wanted("balancers")) {
   results.balancers = await balancers(

@@ -3,7 +3,7 @@
  * and answers `hello world`; Ctrl+C lets it finish before the process exits.
  */
 import { MAX_TIMER_MS, parseFlags, wholeNumber } from "../lifecycle/_cli.ts";
-import { serve } from "./_server.ts";
+import { serve } from "./_serve.ts";
 
 const USAGE =
   "usage: deno run --allow-net server.ts [--port N] [--host NAME] [--delay MS]";

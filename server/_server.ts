@@ -1,6 +1,6 @@
 /**
- * The implementation of `serve()` (see `server.ts`, which exports it): one
- * graceful server, from `Deno.serve` to the end of its drain.
+ * One graceful server, from `Deno.serve` to the end of its drain: the
+ * state `serve()` (`_serve.ts`) returns.
  */
 import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
@@ -15,19 +15,9 @@ import type {
 } from "./_server_types.ts";
 import { Listeners } from "../supervisor/_detach.ts";
 import { census } from "../supervisor/_census.ts";
-export type { SelfEndingDelay } from "./_drain_delay.ts";
-export type {
-  DrainResult,
-  GracefulServer,
-  ServeOptions,
-} from "./_server_types.ts";
 import { steerAway, unsteer } from "../supervisor/_steer.ts";
 import { supervisor } from "../supervisor/_supervised.ts";
-import {
-  type GracefulHandler,
-  type GracefulHandlerInfo,
-  Traffic,
-} from "./_traffic.ts";
+import { type GracefulHandler, Traffic } from "./_traffic.ts";
 import {
   type DrainContext,
   type Hook,
@@ -35,16 +25,9 @@ import {
   Shutdown,
 } from "../shutdown.ts";
 
-export type { GracefulHandler, GracefulHandlerInfo, Logger };
-
-type Args =
-  | [GracefulHandler]
-  | [ServeOptions, GracefulHandler]
-  | [ServeOptions & { handler: GracefulHandler }];
-
 /**
  * Deno's own `serve`, taken when this module loads: the `auto` preload
- * replaces `Deno.serve` with a function that calls `serve()` from here.
+ * replaces `Deno.serve` with a function that calls `serve()`.
  */
 const denoServe = Deno.serve;
 
@@ -55,95 +38,8 @@ function describeAddr(addr: Deno.Addr): string {
   return `${addr.hostname}:${addr.port}`;
 }
 
-function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
-  const [first, second] = args;
-  if (typeof first === "function") return [{}, first];
-  if (first === null || typeof first !== "object") {
-    throw new TypeError(
-      `serve: expected options or a handler, got ${describe(first)}`,
-    );
-  }
-  const handler = second ?? (first as { handler?: GracefulHandler }).handler;
-  if (typeof handler !== "function") {
-    throw new TypeError(
-      `handler: expected a function, got ${describe(handler)}`,
-    );
-  }
-  return [first, handler];
-}
-
-/**
- * Serves HTTP like `Deno.serve`, with a graceful stop on SIGINT/SIGTERM.
- *
- * While draining: the listener closes (new connections are refused), idle
- * keep-alive connections are closed, in-flight requests finish and their
- * responses carry `Connection: close`, WebSockets get Deno's 1001 close.
- * At `drainTimeout`: pending handlers get 503, open event streams are ended.
- * Then the hooks run and the process exits: 0, or 124 if the deadline cut
- * requests, or 1 if a hook failed (`ExitCode`). A second signal exits at
- * once with 128 + its number.
- *
- * It does not: end streams or WebSockets before the deadline by itself (use
- * `info.signal`), retry anything for clients, or cover servers started with
- * `Deno.serve` directly or by `deno serve`.
- *
- * @example A graceful hello server
- * ```ts
- * import { serve } from "@graceful/http";
- *
- * const server = serve(
- *   { hostname: "127.0.0.1", port: 0, onListen() {} },
- *   () => new Response("hello"),
- * );
- * const res = await fetch(`http://127.0.0.1:${server.addr.port}/`);
- * console.log(await res.text()); // "hello"
- * await server.shutdown();
- * ```
- */
-export function serve(handler: GracefulHandler): GracefulServer;
-/**
- * Serves with options, like `Deno.serve(options, handler)`.
- *
- * @example
- * ```ts
- * import { serve } from "@graceful/http";
- *
- * const server = serve(
- *   { hostname: "127.0.0.1", port: 0, drainTimeout: 5000, onListen() {} },
- *   () => new Response("hello"),
- * );
- * await server.shutdown();
- * ```
- */
-export function serve(
-  options: ServeOptions,
-  handler: GracefulHandler,
-): GracefulServer;
-/**
- * Serves with the handler inside the options, like `Deno.serve({ handler })`.
- *
- * @example
- * ```ts
- * import { serve } from "@graceful/http";
- *
- * const server = serve({
- *   hostname: "127.0.0.1",
- *   port: 0,
- *   onListen() {},
- *   handler: () => new Response("hello"),
- * });
- * await server.shutdown();
- * ```
- */
-export function serve(
-  options: ServeOptions & { handler: GracefulHandler },
-): GracefulServer;
-export function serve(...args: Args): GracefulServer {
-  const [options, handler] = parseArgs(args);
-  return new Server(options, handler);
-}
-
-class Server implements GracefulServer {
+/** One graceful server, from `Deno.serve` to the end of its drain. */
+export class Server implements GracefulServer {
   #drainTimeout: number;
   /** Which streams are tracked (the others are not counted in flight). */
   #streamsCounted: "events" | "all" | false;

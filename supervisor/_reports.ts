@@ -110,3 +110,13 @@ export function readMigrateReq(): string | undefined {
     return undefined;
   }
 }
+
+/** The supervisor's line for a worst exit other than 0. */
+export function worstLine(
+  worst: { code: number; pid?: number; generation?: number },
+): string {
+  const meaning = EXIT_MEANINGS[worst.code];
+  return `worker pid ${worst.pid} (generation ${worst.generation}) did not drain cleanly (exit code ${worst.code}${
+    meaning ? `: ${meaning}` : ""
+  }): the supervisor exits with ${worst.code}`;
+}

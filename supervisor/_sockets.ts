@@ -21,6 +21,10 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  // /proc/self/fd, listed without Deno's read permission.
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
 
 /** The libc functions used here. */
@@ -82,20 +86,46 @@ export interface PortSocket {
 /**
  * This process's sockets bound to `addr`'s port in its address family,
  * listeners and the connections they accepted (which share the port), found
- * by scanning the process's descriptors (Deno does not expose them): at
- * least the first 4 096, further while open ones keep turning up. Nothing
+ * among the process's open descriptors (Deno does not expose them). Nothing
  * without libc.
  */
 export function* portSockets(addr: Deno.NetAddr): Generator<PortSocket> {
   const lib = libc();
   if (!lib) return;
+  for (const fd of openFds(lib)) {
+    const socket = socketOn(lib, fd, addr);
+    if (socket) yield socket;
+  }
+}
+
+const PROC_FDS = new TextEncoder().encode("/proc/self/fd\0");
+/** Where `d_name` starts in glibc's and musl's 64-bit `struct dirent`. */
+const D_NAME = 19;
+
+/**
+ * This process's open descriptors from 3: listed from `/proc/self/fd` (one
+ * call per open descriptor: ~20 µs for 20), or where that cannot be opened,
+ * probed one by one (at least the first 4 096, further while open ones keep
+ * turning up: ~6 ms).
+ */
+export function openFds(lib: Libc): number[] {
+  const fds: number[] = [];
+  const dir = lib.symbols.opendir(PROC_FDS);
+  if (dir !== null) {
+    for (let entry; (entry = lib.symbols.readdir(dir)) !== null;) {
+      const fd = Number(new Deno.UnsafePointerView(entry).getCString(D_NAME));
+      if (fd >= 3) fds.push(fd); // (also the listing's own: not a socket)
+    }
+    lib.symbols.closedir(dir);
+    return fds;
+  }
   let limit = MIN_SCAN;
   for (let fd = 3; fd < limit && fd < MAX_SCAN; fd++) {
     if (lib.symbols.fcntl(fd, F_GETFD) < 0) continue; // not open
     limit = Math.max(limit, fd + GAP);
-    const socket = socketOn(lib, fd, addr);
-    if (socket) yield socket;
+    fds.push(fd);
   }
+  return fds;
 }
 
 const value = new Int32Array(1);
@@ -109,7 +139,6 @@ function socketOn(
   fd: number,
   addr: Deno.NetAddr,
 ): PortSocket | undefined {
-  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
   valueLength[0] = 4;
   if (
     lib.symbols.getsockopt(
@@ -121,16 +150,20 @@ function socketOn(
     ) !==
       0
   ) return undefined; // not a socket
+  if (!onPort(lib, fd, addr)) return undefined;
+  return { fd, listening: value[0] === 1 };
+}
+
+/** True if `fd` is a socket bound to `addr`'s port and address family. */
+export function onPort(lib: Libc, fd: number, addr: Deno.NetAddr): boolean {
+  const family = addr.hostname.includes(":") ? AF_INET6 : AF_INET;
   addressLength[0] = address.length;
-  if (lib.symbols.getsockname(fd, address, addressLength) !== 0) {
-    return undefined;
-  }
+  if (lib.symbols.getsockname(fd, address, addressLength) !== 0) return false;
   // sa_family (host order, little-endian on Linux's x86-64 and arm64) at
   // 0..1; sockaddr_in and sockaddr_in6 both keep the port, big-endian, at
   // 2..3.
-  if ((address[0] | (address[1] << 8)) !== family) return undefined;
-  if (((address[2] << 8) | address[3]) !== addr.port) return undefined;
-  return { fd, listening: value[0] === 1 };
+  return (address[0] | (address[1] << 8)) === family &&
+    ((address[2] << 8) | address[3]) === addr.port;
 }
 
 /** True if `fd` is still a listening socket on `addr`'s port (a few µs). */

@@ -9,12 +9,12 @@ import { Backoff } from "./_backoff.ts";
 import { Group } from "./_group.ts";
 import {
   describeExit,
-  EXIT_MEANINGS,
   exitCodeOf,
   lastLines,
   NotReadyError,
   readMigrateReq,
   worstExit,
+  worstLine,
 } from "./_reports.ts";
 import {
   type SupervisorOptions,
@@ -144,7 +144,7 @@ export class Supervisor {
         // Stopping while a worker starts is no failure: stop() drains the
         // serving ones gracefully; never kill them here.
         if (this.#stopping) return;
-        await Promise.all(this.#serving.map((w) => this.#killNow(w)));
+        await Promise.all(this.#serving.map((w) => w.killNow()));
         this.#serving = [];
         throw error;
       }
@@ -196,11 +196,7 @@ export class Supervisor {
       const worst = worstExit(exits.filter((e) => draining.has(e.w)));
       this.#exitCode = worst.code;
       if (worst.code !== 0) {
-        this.#logger.error(
-          `worker pid ${worst.pid} (generation ${worst.generation}) did not drain cleanly (exit code ${worst.code}${
-            EXIT_MEANINGS[worst.code] ? `: ${EXIT_MEANINGS[worst.code]}` : ""
-          }): the supervisor exits with ${worst.code}`,
-        );
+        this.#logger.error(worstLine(worst));
       }
       this.#logger.info("all workers stopped");
       this.#stopped.resolve();
@@ -252,26 +248,12 @@ export class Supervisor {
       this.#serving[i] = fresh;
       const steered = this.#steerAway(old);
       this.#retire(old, "drain");
-      const windowStart = performance.now();
-      // It ends early if the old worker reports quiet (see _census.ts),
-      // but not before the rollback window.
-      const window = timer(this.#preDrain, "committed" as const);
-      const least = timer(this.#rollbackWindow, undefined);
-      const outcome = await Promise.race([
-        fresh.exited,
-        window.promise,
-        old.whenQuiet().then(() => least.promise).then(() => "quiet" as const),
-      ]);
-      window.clear();
-      least.clear();
-      if (outcome === "quiet") {
-        old.send({ kind: "commit" });
-        this.#logger.info(
-          `worker pid ${old.pid} (generation ${old.generation}) quiet ${
-            since(windowStart)
-          } ms into its pre-drain: committed`,
-        );
-      }
+      const outcome = await fresh.takeOver(
+        old,
+        this.#preDrain,
+        this.#rollbackWindow,
+        this.#logger,
+      );
       if (outcome !== "committed" && outcome !== "quiet") {
         if (this.#stopping) return false;
         old.retiring = false;
@@ -308,36 +290,18 @@ export class Supervisor {
 
   #rolledBack(generation: number, why: string) {
     this.#logger.error(
-      `generation ${generation} failed, rolled back: ${why}` +
-        (this.overlap
-          ? `; generation ${this.#generation} keeps serving (pids ${
-            this.pids.join(", ")
-          })`
-          : "") +
-        `; waiting for the next restart signal`,
+      `generation ${generation} failed, rolled back: ${why}; serving: ${
+        this.#serving.map((w) => `pid ${w.pid} (generation ${w.generation})`)
+          .join(", ")
+      }; waiting for the next restart signal`,
     );
   }
 
   /** Spawns a worker and waits for its ready report. */
   async #spawnReady(generation: number): Promise<Worker> {
-    let worker: Worker;
-    try {
-      worker = new Worker(this.#command, generation);
-    } catch (error) {
-      throw new NotReadyError(
-        `cannot start ${JSON.stringify(this.#command[0])}: ${
-          (error as Error).message
-        }`,
-      );
-    }
+    const worker = Worker.spawn(this.#command, generation);
     this.#starting.add(worker);
-    const limit = timer(this.#readyTimeout, "timeout" as const);
-    const outcome = await Promise.race([
-      worker.ready.then(() => "ready" as const, () => worker.exited),
-      worker.exited,
-      limit.promise,
-    ]);
-    limit.clear();
+    const outcome = await worker.readyWithin(this.#readyTimeout);
     this.#starting.delete(worker);
     if (outcome === "ready" && this.#stopping) {
       await this.#retire(worker, "stop");
@@ -362,7 +326,7 @@ export class Supervisor {
       worker.kill("SIGTERM");
       worker.exited.then(() => this.#retiring.delete(worker));
     } else {
-      await this.#killNow(worker);
+      await worker.killNow();
     }
     throw new NotReadyError(why + lastLines(worker));
   }
@@ -417,49 +381,20 @@ export class Supervisor {
     });
   }
 
-  /** Asks a worker to drain (restart) or stop; kills it after stopTimeout. */
-  async #retire(worker: Worker, how: "drain" | "stop"): Promise<void> {
+  /** Asks a worker to drain (restart) or stop (`Worker.retire`). */
+  #retire(worker: Worker, how: "drain" | "stop"): Promise<void> {
     this.#retiring.add(worker);
-    const first = !worker.retiring;
-    worker.retiring = true;
-    if (first) {
-      const start = performance.now();
-      // Detaching the listener only helps when the kernel migrates its
-      // queue; with tcp_migrate_req=0 it would reset those connections.
-      worker.send(
-        how === "drain"
-          ? { kind: "drain", delay: this.#preDrain, detach: this.migrates }
-          : { kind: "stop" },
-      );
-      this.#logger.info(
-        how === "drain"
-          ? `worker pid ${worker.pid} (generation ${worker.generation}): pre-drain (at most ${this.#preDrain} ms), then drain`
-          : `worker pid ${worker.pid}: stop`,
-      );
-      worker.exited.then((status) => {
-        if (!worker.retiring) return; // resumed: it serves again
-        this.#retiring.delete(worker);
-        this.#logger.info(
-          `worker pid ${worker.pid} (generation ${worker.generation}) ${
-            describeExit(status)
-          } after ${since(start)} ms of draining`,
-        );
+    if (!worker.retiring) {
+      worker.exited.then(() => {
+        if (worker.retiring) this.#retiring.delete(worker);
       });
     }
-    const limit = timer(this.#stopTimeout, "timeout" as const);
-    const outcome = await Promise.race([worker.exited, limit.promise]);
-    limit.clear();
-    if (outcome === "timeout" && worker.retiring) {
-      this.#logger.error(
-        `worker pid ${worker.pid} still running ${this.#stopTimeout} ms after ${how}: killing it`,
-      );
-      await this.#killNow(worker);
-    }
-  }
-
-  async #killNow(worker: Worker) {
-    worker.retiring = true;
-    worker.kill("SIGKILL");
-    await worker.exited;
+    return worker.retire(how, {
+      preDrain: this.#preDrain,
+      // Detaching the listener only helps when the kernel migrates its
+      // queue; with tcp_migrate_req=0 it would reset those connections.
+      detach: this.migrates,
+      stopTimeout: this.#stopTimeout,
+    }, this.#logger);
   }
 }

@@ -20,6 +20,9 @@ import {
 } from "./_protocol.ts";
 import { timer } from "../lifecycle/_timer.ts";
 import { stderr } from "../lifecycle/_stderr.ts";
+import { type Logger, since } from "../lifecycle/_log.ts";
+import { describeExit, NotReadyError } from "./_reports.ts";
+import { descendsFrom } from "./_process_tree.ts";
 
 /** How many stderr lines a worker keeps for a rollback report. */
 const KEEP_LINES = 10;
@@ -31,46 +34,6 @@ const MAX_PARTIAL = 64 * 1024;
 const STDERR_GRACE_MS = 200;
 
 const encoder = new TextEncoder();
-
-/**
- * The parent of `pid`, from `/proc/PID/stat` (Deno wants `--allow-all` for
- * that) or else from `ps` (with `--allow-run`); undefined if neither works.
- */
-function parentOf(pid: number): number | undefined {
-  let ppid: number;
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-    ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-  } catch {
-    try {
-      const out = new Deno.Command("ps", {
-        args: ["-o", "ppid=", "-p", String(pid)],
-        stdout: "piped",
-        stderr: "null",
-      }).outputSync();
-      if (!out.success) return undefined;
-      ppid = Number(new TextDecoder().decode(out.stdout).trim());
-    } catch {
-      return undefined;
-    }
-  }
-  return Number.isInteger(ppid) && ppid >= 0 ? ppid : undefined;
-}
-
-/**
- * True if `pid` is `root` or one of its descendants (a wrapper such as
- * `deno task` or `sh -c` runs the server as a grandchild).
- */
-export function descendsFrom(pid: number, root: number): boolean {
-  let at: number | undefined = pid;
-  for (let depth = 0; depth < 16 && at !== undefined; depth++) {
-    if (at === root) return true;
-    if (at <= 1) return false;
-    at = parentOf(at);
-  }
-  return false;
-}
 
 /** A running worker process. */
 export class Worker {
@@ -153,6 +116,125 @@ export class Worker {
     this.#writes = this.#writes.then(() => this.#stdin.write(line)).catch(
       () => {},
     );
+  }
+
+  /**
+   * Spawns `command` as a worker of `generation`; a command that cannot
+   * start throws a {@linkcode NotReadyError} naming it.
+   */
+  static spawn(command: string[], generation: number): Worker {
+    try {
+      return new Worker(command, generation);
+    } catch (error) {
+      throw new NotReadyError(
+        `cannot start ${JSON.stringify(command[0])}: ${
+          (error as Error).message
+        }`,
+      );
+    }
+  }
+
+  /** Its ready report within `ms`: `"ready"`, `"timeout"`, or its exit. */
+  async readyWithin(
+    ms: number,
+  ): Promise<"ready" | "timeout" | Deno.CommandStatus> {
+    const limit = timer(ms, "timeout" as const);
+    const outcome = await Promise.race([
+      this.ready.then(() => "ready" as const, () => this.exited),
+      this.exited,
+      limit.promise,
+    ]);
+    limit.clear();
+    return outcome;
+  }
+
+  /**
+   * The rollback window of a restart: this new worker has taken over from
+   * `old`, which pre-drains. `"committed"` after `preDrain` ms, or
+   * `"quiet"` once `old` reports quiet (see `_census.ts`; then it is told
+   * to commit), not before `rollbackWindow` ms; this worker's exit status
+   * if it dies first (the caller rolls back).
+   */
+  async takeOver(
+    old: Worker,
+    preDrain: number,
+    rollbackWindow: number,
+    logger: Logger,
+  ): Promise<"committed" | "quiet" | Deno.CommandStatus> {
+    const start = performance.now();
+    const window = timer(preDrain, "committed" as const);
+    const least = timer(rollbackWindow, undefined);
+    const outcome = await Promise.race([
+      this.exited,
+      window.promise,
+      old.whenQuiet().then(() => least.promise).then(() => "quiet" as const),
+    ]);
+    window.clear();
+    least.clear();
+    if (outcome === "quiet") {
+      old.send({ kind: "commit" });
+      logger.info(
+        `worker pid ${old.pid} (generation ${old.generation}) quiet ${
+          since(start)
+        } ms into its pre-drain: committed`,
+      );
+    }
+    return outcome;
+  }
+
+  /**
+   * Asks the worker to drain (a restart: a pre-drain of at most `preDrain`
+   * ms first, `detach` its listener after it) or to stop, once; kills it if
+   * it is still running `stopTimeout` ms after. Resolves once it is gone
+   * or killed. A worker resumed meanwhile (`retiring` false) is left alone.
+   */
+  async retire(
+    how: "drain" | "stop",
+    { preDrain, detach, stopTimeout }: {
+      preDrain: number;
+      detach: boolean;
+      stopTimeout: number;
+    },
+    logger: Logger,
+  ): Promise<void> {
+    if (!this.retiring) {
+      this.retiring = true;
+      const start = performance.now();
+      this.send(
+        how === "drain"
+          ? { kind: "drain", delay: preDrain, detach }
+          : { kind: "stop" },
+      );
+      logger.info(
+        how === "drain"
+          ? `worker pid ${this.pid} (generation ${this.generation}): pre-drain (at most ${preDrain} ms), then drain`
+          : `worker pid ${this.pid}: stop`,
+      );
+      this.exited.then((status) => {
+        if (!this.retiring) return; // resumed: it serves again
+        logger.info(
+          `worker pid ${this.pid} (generation ${this.generation}) ${
+            describeExit(status)
+          } after ${since(start)} ms of draining`,
+        );
+      });
+    }
+    const limit = timer(stopTimeout, "timeout" as const);
+    const outcome = await Promise.race([this.exited, limit.promise]);
+    limit.clear();
+    if (outcome === "timeout" && this.retiring) {
+      logger.error(
+        `worker pid ${this.pid} still running ${stopTimeout} ms after ${how}: killing it`,
+      );
+      await this.killNow();
+    }
+  }
+
+  /** Kills the worker (SIGKILL) and waits for its exit. */
+  async killNow(): Promise<void> {
+    this.retiring = true;
+    this.kill("SIGKILL");
+    await this.exited;
   }
 
   /**

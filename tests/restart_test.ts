@@ -338,7 +338,7 @@ Deno.test("rollback: a syntax error in the new code keeps the old generation ser
   await proc.waitFor(
     /generation 2 failed, rolled back: worker pid \d+ exited with code 1 before it was ready; its last stderr lines:/,
   );
-  assert.match(proc.stderr, /generation 1 keeps serving/);
+  assert.match(proc.stderr, /; serving: pid \d+ \(generation 1\); waiting/);
   assert.equal((await get(port)).body, `v1 ${oldPid}`);
   await w.write(good.replace("v1", "v2"));
   proc.kill("SIGHUP");
