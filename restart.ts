@@ -9,7 +9,7 @@
  *
  * ```sh
  * deno run --allow-run --allow-read restart.ts \
- *   -- deno run --allow-net --allow-env --unstable-net server.ts --port 8080
+ *   -- deno run --allow-net --allow-env --allow-ffi --unstable-net server.ts --port 8080
  * kill -HUP <supervisor pid>   # restart, zero downtime
  * ```
  *
@@ -17,7 +17,10 @@
  * preload): it knows it is supervised from the `GRACEFUL_SUPERVISOR`
  * variable (so workers need `--allow-env`), binds with `reusePort` (so they
  * need `--unstable-net`), reports ready on its stderr and takes commands on
- * its stdin: a channel no other process can reach. The supervisor needs no
+ * its stdin: a channel no other process can reach. With `--allow-ffi` they
+ * also steer new connections away and end the pre-drain once quiet (without
+ * it a restart still works, with a fixed pre-drain and more resets for
+ * clients that open a connection per request). The supervisor needs no
  * network permission.
  *
  * The supervisor exits 0 if every worker drained cleanly at the stop,
@@ -105,8 +108,10 @@ export async function supervise(
       `reusePort is not available on ${Deno.build.os}: restarts stop the old workers before starting new ones (downtime)`,
     );
   } else {
+    // With steering (the default) nothing is queued on a closing worker's
+    // listener; a worker that cannot steer says so itself.
     const migrate = supervisor.tcpMigrateReq;
-    if (migrate !== "1") {
+    if (migrate !== "1" && options.steer === false) {
       logger.warn(
         `net.ipv4.tcp_migrate_req is ${
           migrate ?? "unknown"

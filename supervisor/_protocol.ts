@@ -29,6 +29,14 @@
 /** The variable that tells a process it runs under the supervisor. */
 export const SUPERVISOR_ENV = "GRACEFUL_SUPERVISOR";
 
+/**
+ * The flags of a supervised worker's `deno run`: the one source for the
+ * README, the docs, `restart.ts`'s doc and `deno task start:supervised`
+ * (`tests/docs_test.ts` checks them all).
+ */
+export const WORKER_FLAGS =
+  "--allow-net --allow-env --allow-ffi --unstable-net";
+
 /** Its value: the protocol version. */
 export const PROTOCOL = "stdio-1";
 

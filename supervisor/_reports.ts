@@ -3,6 +3,7 @@
  * stderr lines of one that failed, the error of one that never became
  * ready, and the kernel setting it prints at start.
  */
+import { WORKER_FLAGS } from "./_protocol.ts";
 import type { Worker } from "./_worker.ts";
 
 export function describeExit(status: Deno.CommandStatus): string {
@@ -119,4 +120,15 @@ export function worstLine(
   return `worker pid ${worst.pid} (generation ${worst.generation}) did not drain cleanly (exit code ${worst.code}${
     meaning ? `: ${meaning}` : ""
   }): the supervisor exits with ${worst.code}`;
+}
+
+/** Why a new worker was not ready: its exit, or the time it was given. */
+export function notReadyWhy(
+  pid: number,
+  outcome: "timeout" | Deno.CommandStatus,
+  readyTimeout: number,
+): string {
+  return outcome === "timeout"
+    ? `worker pid ${pid} not ready within ${readyTimeout} ms (it must call serve() from @graceful/http, or run under its auto preload for a plain Deno.serve, with ${WORKER_FLAGS})`
+    : `worker pid ${pid} ${describeExit(outcome)} before it was ready`;
 }

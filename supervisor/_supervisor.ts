@@ -12,6 +12,7 @@ import {
   exitCodeOf,
   lastLines,
   NotReadyError,
+  notReadyWhy,
   readMigrateReq,
   worstExit,
   worstLine,
@@ -317,9 +318,7 @@ export class Supervisor {
       );
       return worker;
     }
-    const why = outcome === "timeout"
-      ? `worker pid ${worker.pid} not ready within ${this.#readyTimeout} ms (it must serve() with --allow-env and --unstable-net)`
-      : `worker pid ${worker.pid} ${describeExit(outcome)} before it was ready`;
+    const why = notReadyWhy(worker.pid, outcome, this.#readyTimeout);
     if (this.#stopping) {
       // stop() is ending it; its exit is all that is left to see.
       this.#retiring.add(worker);

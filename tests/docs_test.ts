@@ -96,3 +96,26 @@ Deno.test("docs: the README stays a guide (at most 280 lines) and keeps its sect
     assert.match(readme, new RegExp(`^## ${section}$`, "m"), section);
   }
 });
+
+Deno.test("docs: every supervised worker command (README, docs, restart.ts, deno task start:supervised, the systemd unit) has the worker flags of supervisor/_protocol.ts", async () => {
+  const { WORKER_FLAGS } = await import("../supervisor/_protocol.ts");
+  const files = [
+    ...(await pages()),
+    "restart.ts",
+    "deno.json",
+    "examples/deploy/app.service",
+  ];
+  let seen = 0;
+  for (const file of files) {
+    const text = await Deno.readTextFile(new URL(file, root));
+    // `restart.ts [its flags] -- [path/]deno run <flags> <file>`, over lines.
+    const commands = text.matchAll(
+      /(?:restart\.ts|@graceful\/http\/restart)(?:\s+--?[\w-]+(?:[ =]\d+)?)*\s+(?:\\\s*\n\s*\*?\s*)?--\s+\S*deno run ((?:--[\w=,-]+\s+)+)/g,
+    );
+    for (const [, flags] of commands) {
+      seen++;
+      assert.equal(flags.trim(), WORKER_FLAGS, `${file}: ${flags.trim()}`);
+    }
+  }
+  assert.ok(seen >= 6, `found only ${seen} worker commands`);
+});
