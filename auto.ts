@@ -58,7 +58,8 @@ function gracefulServe(...args: unknown[]): Deno.HttpServer {
   }
   delete options.handler;
   // The lifecycle's settings go to the one Shutdown all servers share.
-  const { signals, hooksTimeout, logger, exit: _, ...drain } = settings;
+  const { signals, hooksTimeout, logger, exit: _, drainOnCrash: __, ...drain } =
+    settings;
   shared ??= new Shutdown({ signals, hooksTimeout, logger });
   return serve(
     { ...drain, ...options, shutdown: shared } as ServeOptions,

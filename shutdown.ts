@@ -34,110 +34,27 @@ import {
 } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
+import { type Crash, watchCrashes } from "./lifecycle/_crash.ts";
+
+import {
+  type DrainContext,
+  type Drainer,
+  ExitCode,
+  type HookOptions,
+  type ShutdownOptions,
+  type ShutdownResult,
+} from "./lifecycle/_shutdown_types.ts";
 
 export type { Logger } from "./lifecycle/_log.ts";
-export { defaultSignals };
-
-/**
- * Exit codes of a process ended by {@linkcode Shutdown}, one per cause.
- * When several causes meet, the first of this order wins: a second signal
- * (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, as a shell
- * reports death by that signal), `DeadlineExceeded` (124), `DrainFailed`
- * (70), `HookFailed` (1), `Ok` (0).
- *
- * @example Reading the exit code
- * ```ts
- * import { ExitCode } from "@graceful/http/shutdown";
- * console.log(ExitCode.DeadlineExceeded); // 124, like timeout(1)
- * ```
- */
-export const ExitCode = {
-  /** Everything drained and every hook succeeded. */
-  Ok: 0,
-  /** A cleanup hook threw, rejected or timed out. */
-  HookFailed: 1,
-  /**
-   * A drainer threw or rejected, or a request failed because the drain took
-   * something it still needed (a bug to report). 70 is `EX_SOFTWARE` of
-   * sysexits.h.
-   */
-  DrainFailed: 70,
-  /** The drain deadline expired: some requests were answered 503 or cut. */
-  DeadlineExceeded: 124,
-} as const;
-
-/** Options for {@linkcode Shutdown}. */
-export interface ShutdownOptions {
-  /**
-   * Signals that start the shutdown. Default: SIGINT and SIGTERM (SIGINT,
-   * SIGBREAK and SIGTERM on Windows). SIGUSR1 is refused: Deno opens its
-   * inspector on it. `[]` installs no listener.
-   */
-  signals?: Deno.Signal[];
-  /**
-   * Time for all cleanup hooks together, in ms, counted from the end of the
-   * drain. Default 5000. Each hook is also bounded by its own `timeout`.
-   */
-  hooksTimeout?: number;
-  /**
-   * Call `Deno.exit()` with the exit code when done. Default `true`. A second
-   * signal always exits at once, whatever this says.
-   */
-  exit?: boolean;
-  /** Where progress lines go; `false` silences them. Default: stderr. */
-  logger?: Logger | false;
-}
-
-/** Options for one cleanup hook. */
-export interface HookOptions {
-  /** Longest time the hook may take, in ms. Default: `hooksTimeout`. */
-  timeout?: number;
-  /** Name used in log lines. Default: the function's name, or `hook #n`. */
-  name?: string;
-}
-
 export type { Hook } from "./lifecycle/_hooks.ts";
-
-/** What a drain participant is told when the shutdown starts. */
-export interface DrainContext {
-  /** Why the shutdown started: a signal name, or the caller's reason. */
-  reason: string;
-  /**
-   * Overrides the participant's own pre-drain delay (ms), e.g. for a restart
-   * handoff. `undefined` keeps the participant's setting.
-   */
-  drainDelay?: number;
-  /**
-   * Take the listener out of its `SO_REUSEPORT` group before draining, so a
-   * sibling takes its queued connections (the supervisor asks for this when
-   * `net.ipv4.tcp_migrate_req` is 1). Needs `--allow-ffi`; ignored without.
-   */
-  detachListener?: boolean;
-}
-
-/**
- * Something to wait for before the hooks run: a server draining, a consumer
- * finishing its job. Resolve `{ forced: true }` if it hit its deadline, and
- * with a non-empty `broken` if it failed requests it should have kept; a
- * rejection is a failed drain ({@linkcode ExitCode.DrainFailed}).
- */
-export type Drainer = (
-  context: DrainContext,
-) => Promise<void | { forced: boolean; broken?: readonly string[] }>;
-
-/** How a shutdown ended. */
-export interface ShutdownResult {
-  /** Why it started. */
-  reason: string;
-  /** The process exit code it chose (see {@linkcode ExitCode}). */
-  exitCode: number;
-  /** Milliseconds from start to the end of the hooks. */
-  durationMs: number;
-  /** True if a drainer hit its deadline. */
-  forced: boolean;
-  /** Names of the hooks that threw, rejected or timed out. */
-  failedHooks: string[];
-}
+export type {
+  DrainContext,
+  Drainer,
+  HookOptions,
+  ShutdownOptions,
+  ShutdownResult,
+};
+export { defaultSignals, ExitCode };
 
 /**
  * Coordinates a graceful stop of the whole process: on the first signal it
@@ -172,6 +89,11 @@ export class Shutdown implements Disposable {
   #signals: Deno.Signal[];
   #hooksTimeout: number;
   #exit: boolean;
+  #drainOnCrash: boolean;
+  /** Uninstalls the crash listeners, once installed. */
+  #unwatch: (() => void) | undefined;
+  /** An uncaught error came: the exit code says so. */
+  #crashed = false;
   #logger: Logger;
   #hooks: HookEntry[] = [];
   #drainers = new Set<Drainer>();
@@ -196,6 +118,17 @@ export class Shutdown implements Disposable {
       );
     }
     this.#exit = options.exit ?? true;
+    if (
+      options.drainOnCrash !== undefined &&
+      typeof options.drainOnCrash !== "boolean"
+    ) {
+      throw new TypeError(
+        `drainOnCrash: expected true or false, got ${
+          describe(options.drainOnCrash)
+        }`,
+      );
+    }
+    this.#drainOnCrash = (options.drainOnCrash ?? true) && this.#exit;
     this.#logger = resolveLogger(options.logger);
   }
 
@@ -225,6 +158,9 @@ export class Shutdown implements Disposable {
    */
   listen(): this {
     if (this.#result) return this;
+    if (this.#drainOnCrash) {
+      this.#unwatch ??= watchCrashes((c) => this.#crash(c));
+    }
     for (const name of this.#signals) {
       if (this.#listening.has(name)) continue;
       const listener = () => this.#onSignal(name);
@@ -294,6 +230,22 @@ export class Shutdown implements Disposable {
       Deno.removeSignalListener(name, listener);
     }
     this.#listening.clear();
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+  }
+
+  /** An uncaught error or rejection: said, then the graceful shutdown. */
+  #crash({ kind, error }: Crash) {
+    this.#crashed = true;
+    const what = error instanceof Error
+      ? (error.stack ?? error.message)
+      : String(error);
+    this.#logger.error(
+      `${kind} outside the handlers: ${what}\n${
+        this.#result ? "the shutdown under way" : "shutting down gracefully"
+      } ends with exit code ${ExitCode.Crashed}`,
+    );
+    this.start(kind);
   }
 
   #onSignal(name: Deno.Signal) {
@@ -346,6 +298,8 @@ export class Shutdown implements Disposable {
     );
     const exitCode = forced
       ? ExitCode.DeadlineExceeded
+      : this.#crashed
+      ? ExitCode.Crashed
       : failed
       ? ExitCode.DrainFailed
       : failedHooks.length > 0

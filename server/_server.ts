@@ -73,6 +73,7 @@ export class Server implements GracefulServer {
       shutdown,
       signals,
       hooksTimeout,
+      drainOnCrash,
       exit,
       logger,
       drainTimeout: _t,
@@ -95,7 +96,7 @@ export class Server implements GracefulServer {
     if (shutdown !== undefined) {
       // They configure the Shutdown serve() would make: with one given (or
       // none wanted) they would be dropped.
-      const given = { signals, hooksTimeout, exit, logger };
+      const given = { signals, hooksTimeout, exit, logger, drainOnCrash };
       for (const [name, value] of Object.entries(given)) {
         if (value === undefined || (name === "logger" && shutdown === false)) {
           continue;
@@ -112,9 +113,8 @@ export class Server implements GracefulServer {
       }
     }
     this.#ownsLifecycle = shutdown === undefined;
-    this.lifecycle = shutdown === false
-      ? undefined
-      : shutdown ?? new Shutdown({ signals, hooksTimeout, exit, logger });
+    this.lifecycle = shutdown === false ? undefined : shutdown ??
+      new Shutdown({ signals, hooksTimeout, exit, logger, drainOnCrash });
     this.#logger = this.lifecycle?.logger ?? resolveLogger(logger);
     checkRuntime(this.#logger);
     if (gracePeriod !== undefined) {

@@ -15,7 +15,8 @@ export function describeExit(status: Deno.CommandStatus): string {
 /** What the exit codes of a drained `serve()` process mean. */
 export const EXIT_MEANINGS: Record<number, string> = {
   1: "a cleanup hook failed",
-  70: "the drain failed (a drainer threw, or it broke a request)",
+  69: "the drain failed (a drainer threw, or it broke a request)",
+  70: "an uncaught error or unhandled rejection outside the handlers",
   124: "requests were cut at the drain deadline",
   130: "forced by a second SIGINT",
   137: "killed",

@@ -306,7 +306,7 @@ Deno.test("Shutdown: one exit code per cause, the first of deadline, failed drai
       ExitCode.DrainFailed,
       ExitCode.DeadlineExceeded,
     ],
-    [0, 1, 70, 124],
+    [0, 1, 69, 124],
   );
 });
 
