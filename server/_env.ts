@@ -19,6 +19,7 @@ export const ENV_VARS: Record<string, string> = {
     "gracePeriod in seconds, like terminationGracePeriodSeconds",
   GRACEFUL_HOOKS_TIMEOUT: "hooksTimeout (ms)",
   GRACEFUL_HEALTH_PATH: "healthPath",
+  GRACEFUL_LIVENESS_PATH: "livenessPath",
   GRACEFUL_SIGNALS: "signals (comma-separated)",
   GRACEFUL_QUIET: "1 silences the progress lines",
 };
@@ -84,6 +85,10 @@ export function optionsFromEnv(): ServeOptions {
   const health = read("GRACEFUL_HEALTH_PATH");
   if (health !== undefined) {
     options.healthPath = path("GRACEFUL_HEALTH_PATH", health);
+  }
+  const liveness = read("GRACEFUL_LIVENESS_PATH");
+  if (liveness !== undefined) {
+    options.livenessPath = path("GRACEFUL_LIVENESS_PATH", liveness);
   }
   const signals = read("GRACEFUL_SIGNALS");
   if (signals !== undefined) {

@@ -67,6 +67,8 @@ export interface DrainOptions {
   drainTimeout: number;
   drainDelay: Delay;
   healthPath: string | undefined;
+  livenessPath: string | undefined;
+  readyWhen: PromiseLike<unknown> | undefined;
   /** Which streaming bodies to make endable: event streams, all, or none. */
   endStreams: "events" | "all" | false;
   /** Seconds for `Retry-After` on the drain's 503s, or `false` for none. */
@@ -82,6 +84,8 @@ export function drainOptions(options: {
   drainTimeout?: unknown;
   drainDelay?: unknown;
   healthPath?: unknown;
+  livenessPath?: unknown;
+  readyWhen?: unknown;
   endStreamsAtDeadline?: unknown;
   bodyBufferLimit?: unknown;
   retryAfter?: unknown;
@@ -113,6 +117,23 @@ export function drainOptions(options: {
     );
   }
   const healthPath = path("healthPath", options.healthPath);
+  const livenessPath = path("livenessPath", options.livenessPath);
+  if (livenessPath !== undefined && livenessPath === healthPath) {
+    throw new TypeError(
+      `livenessPath: expected another path than healthPath, got ${
+        describe(livenessPath)
+      }`,
+    );
+  }
+  const ready = options.readyWhen;
+  if (
+    ready !== undefined &&
+    typeof (ready as PromiseLike<unknown> | null)?.then !== "function"
+  ) {
+    throw new TypeError(
+      `readyWhen: expected a promise, got ${describe(ready)}`,
+    );
+  }
   const ends = options.endStreamsAtDeadline ?? "events";
   if (typeof ends !== "boolean" && ends !== "events") {
     throw new TypeError(
@@ -133,6 +154,8 @@ export function drainOptions(options: {
     drainTimeout,
     drainDelay: delay,
     healthPath,
+    livenessPath,
+    readyWhen: ready as PromiseLike<unknown> | undefined,
     endStreams,
     retryAfter: retryAfter as number | false,
     gracePeriod,

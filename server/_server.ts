@@ -62,6 +62,8 @@ export class Server implements GracefulServer {
       drainTimeout,
       drainDelay,
       healthPath,
+      livenessPath,
+      readyWhen,
       endStreams,
       retryAfter,
       gracePeriod,
@@ -79,6 +81,8 @@ export class Server implements GracefulServer {
       drainTimeout: _t,
       drainDelay: _d,
       healthPath: _h,
+      livenessPath: _l,
+      readyWhen: _w,
       endStreamsAtDeadline: _e,
       retryAfter: _r,
       gracePeriod: _g,
@@ -130,6 +134,7 @@ export class Server implements GracefulServer {
       handler,
       onError: options.onError,
       healthPath,
+      livenessPath,
       endStreams,
       holdBodies: bodiesNeedHold,
       retryAfter,
@@ -201,6 +206,8 @@ export class Server implements GracefulServer {
         void http.shutdown().then(this.#closed.resolve, this.#closed.reject),
     };
     this.lifecycle?.addDrainer((context) => this.#drain(context));
+    const appReady = readyWhen && this.#readyWhen(readyWhen);
+    appReady?.catch(() => {}); // said by #readyWhen
     link?.ready({
       drain: (context) =>
         this.lifecycle
@@ -220,7 +227,7 @@ export class Server implements GracefulServer {
       },
       steer: (away) => this.#steer(away),
       quiet: () => this.#quiet(),
-    });
+    }, appReady);
     // An already aborted signal drains at once, as a later abort would.
     if (signal?.aborted) queueMicrotask(() => this.shutdown("signal aborted"));
     else {
@@ -244,6 +251,43 @@ export class Server implements GracefulServer {
   }
   get signal(): AbortSignal {
     return this.#controller.signal;
+  }
+  get ready(): boolean {
+    return this.#traffic.health.ready;
+  }
+  setReady(ready: boolean): void {
+    if (typeof ready !== "boolean") {
+      throw new TypeError(
+        `setReady: expected true or false, got ${describe(ready)}`,
+      );
+    }
+    this.#wantsReady = ready;
+    this.#traffic.health.setReady(ready && this.#startedUp);
+  }
+
+  /** The app's own say (`setReady`), and whether `readyWhen` resolved. */
+  #wantsReady = true;
+  #startedUp = true;
+
+  /** Not ready until `work` resolves; resolves then (rejects with it). */
+  #readyWhen(work: PromiseLike<unknown>): Promise<void> {
+    this.#startedUp = false;
+    this.#traffic.health.setReady(false);
+    const start = performance.now();
+    return Promise.resolve(work).then(() => {
+      this.#startedUp = true;
+      this.#traffic.health.setReady(this.#wantsReady);
+      this.#logger.info(
+        `ready after ${Math.round(performance.now() - start)} ms (readyWhen)`,
+      );
+    }, (error) => {
+      this.#logger.error(
+        `not ready: readyWhen rejected: ${
+          error instanceof Error ? error.message : String(error)
+        }; the health path answers 503 until the process ends`,
+      );
+      throw error;
+    });
   }
 
   shutdown(reason = "shutdown() called"): Promise<DrainResult> {

@@ -61,8 +61,27 @@ export interface ServeOptions
    * shortened to fit.
    */
   gracePeriod?: number;
-  /** A path answered 200 `ok` while serving and 503 while draining. */
+  /**
+   * A path answered 200 `ok` while serving and ready, 503 `not ready` while
+   * the app is not (`readyWhen`, `setReady`), 503 `draining` while
+   * draining: point readiness probes and balancers' health checks here.
+   */
   healthPath?: string;
+  /**
+   * A path answered 200 `alive` while the process lives, draining included
+   * (a liveness probe that never restarts a draining pod). Not the health
+   * path. Default none.
+   */
+  livenessPath?: string;
+  /**
+   * Work the app must finish before it takes traffic (a cache warm-up,
+   * migrations): the health path answers 503 `not ready` until it
+   * resolves, and under the supervisor the worker reports ready only then
+   * (so a restart hands over, or rolls back at `--ready-timeout`, on it).
+   * If it rejects, one line says why and the server stays not ready. It
+   * does not hold requests back: the listener serves whoever comes.
+   */
+  readyWhen?: PromiseLike<unknown>;
   /**
    * Which streaming bodies (of unknown length, not backed by a Deno
    * resource) the deadline ends cleanly, as a complete chunked response.
@@ -122,6 +141,29 @@ export interface GracefulServer extends AsyncDisposable {
    * it to end SSE streams and close WebSockets with a last message.
    */
   readonly signal: AbortSignal;
+  /**
+   * True while the app is ready (see `readyWhen`). The health path answers
+   * 503 `not ready` while it is false.
+   */
+  readonly ready: boolean;
+  /**
+   * Marks the app ready or not at run time (a dependency down, back up):
+   * the health path follows. Requests are served either way.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@graceful/http";
+   *
+   * const server = serve(
+   *   { hostname: "127.0.0.1", port: 0, healthPath: "/healthz", onListen() {} },
+   *   () => new Response("hello"),
+   * );
+   * server.setReady(false); // the database went away: /healthz answers 503
+   * server.setReady(true);
+   * await server.shutdown();
+   * ```
+   */
+  setReady(ready: boolean): void;
   /** The process lifecycle this server joined, if any. */
   readonly lifecycle: Shutdown | undefined;
   /**

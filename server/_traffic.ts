@@ -7,6 +7,7 @@
 import { hasOpenEndedBody, isEventStream } from "./_response_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
 import { InFlight } from "./_in_flight.ts";
+import { Health } from "./_health.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
 import {
   infoWithSignal,
@@ -39,6 +40,8 @@ export interface TrafficOptions {
   handler: GracefulHandler;
   onError?: (error: unknown) => Response | Promise<Response>;
   healthPath?: string;
+  /** A path answered 200 `alive` while the process lives, draining too. */
+  livenessPath?: string;
   /** Which streaming bodies to wrap so the deadline can end them. */
   endStreams: "events" | "all" | false;
   /** True where Deno's `shutdown()` loses unread bodies (`_body_hold.ts`). */
@@ -66,6 +69,8 @@ export class Traffic implements Arrivals {
   #broken: string[] = [];
   /** True from the moment the server starts draining. */
   draining = false;
+  /** The probe paths, and the app's readiness. */
+  readonly health: Health;
   /**
    * True during a supervisor's pre-drain: still serving, but every response
    * says `Connection: close` and the health path 503 (like `drainDelay`).
@@ -100,16 +105,13 @@ export class Traffic implements Arrivals {
   lastArrival = -Infinity;
   /** `performance.now()` when the drain started. */
   #drainStart = 0;
-  #healthRefused = Promise.withResolvers<number>();
-  #refusedOnce = false;
-  readonly hasHealthPath: boolean;
 
   #info: ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>>;
 
   constructor(options: TrafficOptions) {
     this.#options = options;
     this.#info = infoWithSignal(options.signal);
-    this.hasHealthPath = options.healthPath !== undefined;
+    this.health = new Health(options.healthPath, options.livenessPath);
     this.#hold = options.holdBodies ? new BodyHold() : undefined;
   }
 
@@ -121,7 +123,12 @@ export class Traffic implements Arrivals {
 
   /** Resolves with the time of the health path's first 503. */
   get healthRefused(): Promise<number> {
-    return this.#healthRefused.promise;
+    return this.health.refused;
+  }
+
+  /** True when a health path is set. */
+  get hasHealthPath(): boolean {
+    return this.health.hasHealthPath;
   }
 
   /**
@@ -183,19 +190,13 @@ export class Traffic implements Arrivals {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> => {
-    const { healthPath } = this.#options;
-    if (healthPath !== undefined && pathOf(request.url) === healthPath) {
-      if (!this.draining && !this.preDraining) {
-        return new Response("ok\n", {
-          headers: { "content-type": "text/plain" },
-        });
-      }
-      if (!this.#refusedOnce) {
-        this.#refusedOnce = true;
-        this.#healthRefused.resolve(performance.now());
-      }
-      return this.#refusal(request, "draining\n");
-    }
+    const probe = this.health.answer(
+      request,
+      this.draining || this.#preDraining,
+      this.draining,
+      this.#refuse,
+    );
+    if (probe) return probe;
     // Before the drain a request carries nothing more: it is recorded only
     // if its handler is still running when it returns.
     if (!this.draining) return this.#runLight(request, info);
@@ -325,6 +326,7 @@ export class Traffic implements Arrivals {
   #refusal(request: Request, text: string): Response {
     return refusal(request, text, this.#options.retryAfter);
   }
+  #refuse = (request: Request, text: string) => this.#refusal(request, text);
 
   /** Takes `work` off the in-flight records. */
   #forget(work: Work) {

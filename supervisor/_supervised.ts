@@ -112,6 +112,8 @@ class Link {
   #reading = false;
   #stdin: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #reported = false;
+  /** The apps' `readyWhen` of the servers registered. */
+  #appReady: Promise<unknown>[] = [];
   #draining = false;
   /** Ends the pre-drain early (resume, stop or EOF). */
   #interrupt: ((command: Command | undefined) => void) | undefined;
@@ -121,9 +123,17 @@ class Link {
     this.#secret.promise.catch(() => {});
   }
 
-  /** Registers a server and, the first time, starts the protocol. */
-  ready(target: DrainTarget): void {
+  /**
+   * Registers a server and, the first time, starts the protocol. The ready
+   * report waits for `appReady` (the app's `readyWhen`) of every server
+   * registered by then; if one rejects, there is none.
+   */
+  ready(target: DrainTarget, appReady?: Promise<unknown>): void {
     this.#targets.add(target);
+    if (appReady) {
+      appReady.catch(() => {});
+      this.#appReady.push(appReady);
+    }
     if (this.#reading) return;
     this.#reading = true;
     // Restarts are the supervisor's job: a SIGHUP sent to the whole process
@@ -138,11 +148,12 @@ class Link {
       this.#logger.error(`reading the supervisor's commands failed: ${error}`);
       this.#drainAll({ reason: "supervisor channel failed" });
     });
-    this.#secret.promise.then((secret) => {
+    this.#secret.promise.then(async (secret) => {
+      await Promise.all(this.#appReady);
       if (this.#reported) return;
       this.#reported = true;
       report(readyLine(secret, Deno.pid));
-    }, () => {});
+    }).catch(() => {});
   }
 
   async #read() {

@@ -1,0 +1,76 @@
+/**
+ * The probe paths of one server: the health path, for readiness (200 `ok`
+ * while serving and ready; 503 `not ready` while the app says so, 503
+ * `draining` while draining), and the liveness path (200 `alive` while the
+ * process lives, draining included). It owns the app's readiness.
+ */
+import { pathOf, withClose } from "./_responses.ts";
+
+const TEXT = { "content-type": "text/plain" };
+
+/** Answers the probe paths of one server. */
+export class Health {
+  readonly #healthPath: string | undefined;
+  readonly #livenessPath: string | undefined;
+  /** True when either path is set: only then is a request's path read. */
+  readonly #any: boolean;
+  #ready = true;
+  #refused = Promise.withResolvers<number>();
+  #refusedOnce = false;
+
+  constructor(healthPath?: string, livenessPath?: string) {
+    this.#healthPath = healthPath;
+    this.#livenessPath = livenessPath;
+    this.#any = healthPath !== undefined || livenessPath !== undefined;
+  }
+
+  /** True when a health path is set. */
+  get hasHealthPath(): boolean {
+    return this.#healthPath !== undefined;
+  }
+
+  /** Resolves with `performance.now()` of the health path's first 503. */
+  get refused(): Promise<number> {
+    return this.#refused.promise;
+  }
+
+  /** False while the app says it is not ready (`readyWhen`, `setReady`). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Sets {@linkcode Health.ready}. */
+  setReady(ready: boolean): void {
+    this.#ready = ready;
+  }
+
+  /**
+   * The answer to `request` if it asks a probe path, else `undefined`.
+   * `stopping`: draining or pre-draining; `draining`: draining proper.
+   * `refuse` writes the drain's 503 (with `Connection: close`).
+   */
+  answer(
+    request: Request,
+    stopping: boolean,
+    draining: boolean,
+    refuse: (request: Request, text: string) => Response,
+  ): Response | undefined {
+    if (!this.#any) return undefined;
+    const path = pathOf(request.url);
+    if (path === this.#livenessPath) {
+      const alive = new Response("alive\n", { headers: TEXT });
+      return draining ? withClose(request, alive) : alive;
+    }
+    if (path !== this.#healthPath) return undefined;
+    if (!stopping) {
+      return this.#ready
+        ? new Response("ok\n", { headers: TEXT })
+        : new Response("not ready\n", { status: 503, headers: TEXT });
+    }
+    if (!this.#refusedOnce) {
+      this.#refusedOnce = true;
+      this.#refused.resolve(performance.now());
+    }
+    return refuse(request, "draining\n");
+  }
+}
