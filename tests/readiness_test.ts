@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import {
   exited,
   get,
-  inFlight,
   Proc,
   start,
   SUPERVISOR_FLAGS,
