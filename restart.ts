@@ -48,6 +48,7 @@ import { signalExitCode } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
 import { sayLauncher } from "./lifecycle/_launcher.ts";
+import { Notifier } from "./lifecycle/_notify.ts";
 
 export { NotReadyError, Supervisor };
 export type { Logger, SupervisorOptions };
@@ -129,6 +130,18 @@ export async function supervise(
     listeners.push([name, fn]);
   };
   const stops = new StopMachine();
+  // systemd's notify protocol, where the unit gives NOTIFY_SOCKET.
+  const notifier = Notifier.fromEnv(logger);
+  const serving = () =>
+    notifier?.ready(
+      `serving generation ${supervisor.generation} (pids ${
+        supervisor.pids.join(", ")
+      })`,
+    );
+  const restart = (reason: string) => {
+    notifier?.reloading();
+    return supervisor.restart(reason).finally(serving);
+  };
   if (options.signals !== false) {
     for (const name of STOP_SIGNALS) {
       on(name, () => {
@@ -138,6 +151,7 @@ export async function supervise(
         if (supervisor.stopping) stops.next({ kind: "begin", at });
         const action = stops.next({ kind: "signal", at });
         if (action === "start") {
+          notifier?.stopping();
           supervisor.stop(`${name} received`);
         } else if (action === "joined") {
           logger.info(`${name} received: already stopping, the same stop`);
@@ -157,7 +171,7 @@ export async function supervise(
     }
     if (Deno.build.os !== "windows") {
       for (const name of RESTART_SIGNALS) {
-        on(name, () => supervisor.restart(`${name} received`));
+        on(name, () => restart(`${name} received`));
       }
     }
   }
@@ -167,8 +181,9 @@ export async function supervise(
     uninstall();
     throw error;
   }
+  serving();
   const watcher = options.watch?.length
-    ? watch(options.watch, supervisor, logger)
+    ? watch(options.watch, restart, logger)
     : undefined;
   const stopped = supervisor.stopped.then(() => {
     watcher?.close();
@@ -180,7 +195,7 @@ export async function supervise(
 /** Restarts on file changes under `paths`, debounced. */
 function watch(
   paths: string[],
-  supervisor: Supervisor,
+  restart: (reason: string) => Promise<boolean>,
   logger: Logger,
 ): Deno.FsWatcher {
   const watcher = Deno.watchFs(paths, { recursive: true });
@@ -193,7 +208,7 @@ function watch(
       if (changed.length === 0 || event.kind === "access") continue;
       clearTimeout(pending);
       pending = setTimeout(
-        () => supervisor.restart(`changed: ${changed[0]}`),
+        () => restart(`changed: ${changed[0]}`),
         200,
       );
     }

@@ -1,0 +1,74 @@
+/**
+ * systemd's notify protocol from the supervisor (lifecycle/_notify.ts),
+ * received on a datagram socket of the test's own as `NOTIFY_SOCKET`:
+ * READY=1 once serving, WATCHDOG=1 pings, RELOADING=1 (with
+ * MONOTONIC_USEC) then READY=1 around a SIGHUP restart, STOPPING=1 at the
+ * stop. Sent through Debian's `systemd-notify`.
+ */
+import assert from "node:assert/strict";
+import { exited, freePort, get, Proc, WORKER_FLAGS } from "./_helpers.ts";
+
+const RESTART = new URL("../restart.ts", import.meta.url).pathname;
+const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
+
+Deno.test("systemd notify: READY=1 once serving, watchdog pings, RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 at the stop", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/notify`;
+  const socket = Deno.listenDatagram({ path, transport: "unixpacket" });
+  const messages: string[] = [];
+  let wake = () => {};
+  const reading = (async () => {
+    for await (const [data] of socket) {
+      messages.push(new TextDecoder().decode(data));
+      wake();
+    }
+  })().catch(() => {});
+  /** Waits for a message matching `pattern` (after those already taken). */
+  let taken = 0;
+  const next = async (pattern: RegExp): Promise<string> => {
+    while (true) {
+      while (taken < messages.length) {
+        const message = messages[taken++];
+        if (pattern.test(message)) return message;
+      }
+      await new Promise<void>((resolve) => wake = resolve);
+    }
+  };
+  const port = freePort();
+  const proc = new Proc([
+    "run",
+    "--allow-run",
+    "--allow-read",
+    "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC",
+    RESTART,
+    "--",
+    Deno.execPath(),
+    "run",
+    ...WORKER_FLAGS,
+    APP,
+    JSON.stringify({ port }),
+  ], { NOTIFY_SOCKET: path, WATCHDOG_USEC: "400000" });
+  try {
+    const ready = await next(/READY=1/);
+    assert.match(ready, new RegExp(`^MAINPID=${proc.pid}\n`), ready);
+    assert.match(ready, /STATUS=serving generation 1 \(pids \d+\)/);
+    // Sent once the worker serves.
+    assert.equal((await get(port)).status, 200);
+    await next(/^MAINPID=\d+\nWATCHDOG=1$/);
+    proc.kill("SIGHUP");
+    const reloading = await next(/RELOADING=1/);
+    assert.match(reloading, /\nMONOTONIC_USEC=\d+\n/);
+    const again = await next(/READY=1/);
+    assert.match(again, /STATUS=serving generation 2 \(pids \d+\)/);
+    proc.kill("SIGTERM");
+    await next(/STOPPING=1/);
+    assert.equal((await exited(proc, 0)).code, 0, proc.output());
+    assert.doesNotMatch(proc.stderr, /systemd-notify|cannot tell systemd/);
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.status.catch(() => {});
+    socket.close();
+    await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
