@@ -17,6 +17,7 @@
  * net.ipv4.tcp_migrate_req (the host's setting is never touched); where
  * namespaces are unavailable it runs on the host with the host's value.
  */
+import { readMigrateReq } from "../supervisor/_reports.ts";
 import {
   LOAD,
   netns,
@@ -25,7 +26,6 @@ import {
   SERVER,
   SUPERVISOR_FLAGS,
 } from "./_run.ts";
-import { Supervisor } from "../restart.ts";
 import type { LoadCounts } from "../tests/_helpers.ts";
 
 /** A restart method. */
@@ -168,7 +168,7 @@ export async function restartRun(
   const prefix = ns?.prefix ?? [];
   const actual = ns
     ? String(migrateReq)
-    : `${Supervisor.migrateReq() ?? "unknown"} (host)`;
+    : `${readMigrateReq() ?? "unknown"} (host)`;
   try {
     const target = method === "naive"
       ? await naive(prefix)

@@ -18,6 +18,8 @@ options:
                        rolled back (default 100, at most --pre-drain)
   --ready-timeout MS   time a new worker has to report ready (default 30000)
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
+  --heartbeat MS       replace a worker that has not answered a ping for MS
+                       (a blocked event loop, SIGSTOP) (default 0: off)
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
   --no-steer           do not steer new connections away from a retiring worker
                        (steering needs --allow-ffi in the worker command)
@@ -43,6 +45,7 @@ export function parseArgs(args: string[]): SuperviseOptions | "help" {
       "rollback-window": { type: "string" },
       "ready-timeout": { type: "string" },
       "stop-timeout": { type: "string" },
+      heartbeat: { type: "string" },
       watch: { type: "string" },
       "no-steer": { type: "boolean" },
       help: { type: "boolean" },
@@ -81,6 +84,9 @@ export function parseArgs(args: string[]): SuperviseOptions | "help" {
   }
   if (get("stop-timeout") !== undefined) {
     options.stopTimeout = ms("stop-timeout", 1);
+  }
+  if (get("heartbeat") !== undefined) {
+    options.heartbeat = ms("heartbeat", 0);
   }
   if (values["no-steer"]) options.steer = false;
   if (get("watch") !== undefined) {

@@ -33,4 +33,15 @@ export class Group<T> {
     const last = this.#members.pop()!;
     if (at < this.#members.length) this.#members[at] = last;
   }
+
+  /**
+   * The `steer` command's arguments that send `member`'s new connections
+   * to the rest of the group; `undefined` if there is no rest.
+   */
+  awayFrom(member: T): { exclude: number; count: number } | undefined {
+    const at = this.#members.indexOf(member);
+    return at < 0 || this.size < 2
+      ? undefined
+      : { exclude: at, count: this.size };
+  }
 }

@@ -54,7 +54,8 @@ export type Command =
   | { kind: "stop" }
   | { kind: "commit" }
   | { kind: "steer"; exclude: number; count: number }
-  | { kind: "unsteer" };
+  | { kind: "unsteer" }
+  | { kind: "ping" };
 
 const NONCE = /^[0-9a-f]{32}$/;
 
@@ -107,7 +108,7 @@ export function parseCommand(line: string): Command | undefined {
   }
   if (
     (word === "resume" || word === "stop" || word === "unsteer" ||
-      word === "commit") &&
+      word === "commit" || word === "ping") &&
     arg === undefined
   ) {
     return { kind: word };
@@ -151,6 +152,16 @@ export function isQuiet(line: string, secret: string): boolean {
   return line === `graceful: quiet ${secret}`;
 }
 
+/** The worker's answer to `ping` (with its newline). */
+export function aliveLine(secret: string): string {
+  return `graceful: alive ${secret}\n`;
+}
+
+/** True if `line` has the shape of an answer to `ping` (never forwarded). */
+export function looksLikeAlive(line: string): boolean {
+  return line.startsWith("graceful: alive ");
+}
+
 /**
  * Where a report starts in a line of the worker's stderr, or -1. Not always
  * at 0: the app may have left a line unterminated (`loading... `), or a
@@ -158,10 +169,10 @@ export function isQuiet(line: string, secret: string): boolean {
  * in one piece (at most `PIPE_BUF`) and ends its line.
  */
 export function reportAt(line: string): number {
-  const ready = line.indexOf("graceful: ready ");
-  const quiet = line.indexOf("graceful: quiet ");
-  if (ready < 0) return quiet;
-  return quiet < 0 ? ready : Math.min(ready, quiet);
+  const found = ["ready", "quiet", "alive"]
+    .map((kind) => line.indexOf(`graceful: ${kind} `))
+    .filter((at) => at >= 0);
+  return found.length ? Math.min(...found) : -1;
 }
 
 /** `line` with anything shaped like a secret taken out, for messages. */

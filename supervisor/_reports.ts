@@ -133,3 +133,23 @@ export function notReadyWhy(
     ? `worker pid ${pid} not ready within ${readyTimeout} ms (it must call serve() from @graceful/http, or run under its auto preload for a plain Deno.serve, with ${WORKER_FLAGS})`
     : `worker pid ${pid} ${describeExit(outcome)} before it was ready`;
 }
+
+/** The line of a restart rolled back, naming every serving pid. */
+export function rolledBackLine(
+  generation: number,
+  why: string,
+  serving: readonly Worker[],
+): string {
+  return `generation ${generation} failed, rolled back: ${why}; serving: ${
+    serving.map((w) => `pid ${w.pid} (generation ${w.generation})`).join(", ")
+  }; waiting for the next restart signal`;
+}
+
+/** The line of a worker that stopped answering the supervisor's pings. */
+export function wedgedLine(
+  worker: Worker,
+  silentMs: number,
+  bound: number,
+): string {
+  return `worker pid ${worker.pid} (generation ${worker.generation}) has not answered for ${silentMs} ms (--heartbeat ${bound}): wedged; replacing it`;
+}

@@ -7,6 +7,7 @@
  */
 import type { Logger } from "../lifecycle/_log.ts";
 import {
+  aliveLine,
   type Command,
   MAX_LINE,
   parseCommand,
@@ -169,6 +170,9 @@ class Link {
         for (const target of this.#targets) target.steer(command);
       } else if (command.kind === "unsteer") {
         for (const target of this.#targets) target.steer(undefined);
+      } else if (command.kind === "ping") {
+        // Answered from the event loop: a loop that is blocked says nothing.
+        this.#secret.promise.then((secret) => report(aliveLine(secret)));
       } else {
         this.#interrupt?.(command);
         if (command.kind === "stop") {

@@ -14,14 +14,18 @@ import {
   NotReadyError,
   notReadyWhy,
   readMigrateReq,
+  rolledBackLine,
+  wedgedLine,
   worstExit,
   worstLine,
 } from "./_reports.ts";
 import {
   type SupervisorOptions,
+  type SupervisorSettings,
   supervisorSettings,
 } from "./_supervisor_options.ts";
 import { Worker } from "./_worker.ts";
+import { heartbeat } from "./_heartbeat.ts";
 
 export { NotReadyError } from "./_reports.ts";
 export {
@@ -48,17 +52,12 @@ export {
  * ```
  */
 export class Supervisor {
-  #command: string[];
-  #count: number;
-  #preDrain: number;
-  #rollbackWindow: number;
-  #steer: boolean;
   /** The port's reuseport group, in the kernel's order (see `_group.ts`). */
   #group = new Group<Worker>();
-  #readyTimeout: number;
-  #stopTimeout: number;
   /** The crash delay of each slot (index in #serving). */
   #backoff: Backoff;
+  /** The options, validated, with their defaults. */
+  #settings: SupervisorSettings;
   #logger: Logger;
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
@@ -69,8 +68,10 @@ export class Supervisor {
   #stopping: Promise<void> | undefined;
   #stopped = Promise.withResolvers<void>();
   #exitCode = 0;
+  /** Stops the pings (see `_heartbeat.ts`), once started. */
+  #unbeat: (() => void) | undefined;
   /** `net.ipv4.tcp_migrate_req` as read once at construction, if readable. */
-  readonly tcpMigrateReq: string | undefined = Supervisor.migrateReq();
+  readonly tcpMigrateReq: string | undefined = readMigrateReq();
   /** Whether queued connections migrate to a sibling listener. */
   readonly migrates: boolean = this.tcpMigrateReq === "1";
   /** False where `reusePort` is unavailable: restarts stop, then start. */
@@ -81,21 +82,14 @@ export class Supervisor {
    * nothing: no process, no file, no socket.
    */
   constructor(options: SupervisorOptions) {
-    const settings = supervisorSettings(options);
-    this.#command = settings.command;
-    this.#count = settings.workers;
-    this.#preDrain = settings.preDrain;
-    this.#rollbackWindow = settings.rollbackWindow;
-    this.#steer = settings.steer;
-    this.#readyTimeout = settings.readyTimeout;
-    this.#stopTimeout = settings.stopTimeout;
+    const settings = this.#settings = supervisorSettings(options);
     this.#backoff = new Backoff(settings.crashBackoff, settings.stableAfter);
     this.#logger = resolveLogger(options.logger);
   }
 
   /** How long a stopping worker may take before it is killed (ms). */
   get stopTimeout(): number {
-    return this.#stopTimeout;
+    return this.#settings.stopTimeout;
   }
 
   /** Pids of the workers serving now (not the retiring ones). */
@@ -133,13 +127,20 @@ export class Supervisor {
     return this.#exclusive(async () => {
       this.#generation = 1;
       this.#logger.info(
-        `supervisor pid ${Deno.pid}: starting ${this.#count} worker(s): ${
-          this.#command.join(" ")
+        `supervisor pid ${Deno.pid}: starting ${this.#settings.workers} worker(s): ${
+          this.#settings.command.join(" ")
         }`,
       );
       try {
-        for (let i = 0; i < this.#count; i++) {
+        for (let i = 0; i < this.#settings.workers; i++) {
           this.#serve(await this.#spawnReady(1), i);
+        }
+        if (this.#settings.heartbeat > 0 && !this.#stopping) {
+          this.#unbeat = heartbeat(
+            () => this.#serving,
+            this.#settings.heartbeat,
+            (w, ms) => this.#wedged(w, ms),
+          );
         }
       } catch (error) {
         // Stopping while a worker starts is no failure: stop() drains the
@@ -179,6 +180,7 @@ export class Supervisor {
    */
   stop(reason = "stop requested"): Promise<void> {
     this.#stopping ??= (async () => {
+      this.#unbeat?.();
       const all = [...this.#serving, ...this.#retiring];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
@@ -212,11 +214,6 @@ export class Supervisor {
     }
   }
 
-  /** Reads `net.ipv4.tcp_migrate_req`: "1", "0", or undefined if unknown. */
-  static migrateReq(): string | undefined {
-    return readMigrateReq();
-  }
-
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(fn, fn);
     this.#queue = run.catch(() => {});
@@ -247,12 +244,13 @@ export class Supervisor {
       // The rollback window: the old worker pre-drains while the new one
       // takes over. If the new one dies in that time, the old one resumes.
       this.#serving[i] = fresh;
-      const steered = this.#steerAway(old);
+      const away = this.#settings.steer ? this.#group.awayFrom(old) : undefined;
+      if (away) old.send({ kind: "steer", ...away });
       this.#retire(old, "drain");
       const outcome = await fresh.takeOver(
         old,
-        this.#preDrain,
-        this.#rollbackWindow,
+        this.#settings.preDrain,
+        this.#settings.rollbackWindow,
         this.#logger,
       );
       if (outcome !== "committed" && outcome !== "quiet") {
@@ -260,7 +258,7 @@ export class Supervisor {
         old.retiring = false;
         this.#retiring.delete(old);
         old.send({ kind: "resume" });
-        if (steered) old.send({ kind: "unsteer" });
+        if (away) old.send({ kind: "unsteer" });
         this.#serving[i] = old;
         this.#rolledBack(
           generation,
@@ -273,7 +271,7 @@ export class Supervisor {
         return false;
       }
       this.#serve(fresh, i);
-      if (steered) {
+      if (away) {
         // The group's order must not change under a program that names
         // indices: the old worker leaves before anything else joins.
         await old.exited;
@@ -290,19 +288,14 @@ export class Supervisor {
   }
 
   #rolledBack(generation: number, why: string) {
-    this.#logger.error(
-      `generation ${generation} failed, rolled back: ${why}; serving: ${
-        this.#serving.map((w) => `pid ${w.pid} (generation ${w.generation})`)
-          .join(", ")
-      }; waiting for the next restart signal`,
-    );
+    this.#logger.error(rolledBackLine(generation, why, this.#serving));
   }
 
   /** Spawns a worker and waits for its ready report. */
   async #spawnReady(generation: number): Promise<Worker> {
-    const worker = Worker.spawn(this.#command, generation);
+    const worker = Worker.spawn(this.#settings.command, generation);
     this.#starting.add(worker);
-    const outcome = await worker.readyWithin(this.#readyTimeout);
+    const outcome = await worker.readyWithin(this.#settings.readyTimeout);
     this.#starting.delete(worker);
     if (outcome === "ready" && this.#stopping) {
       await this.#retire(worker, "stop");
@@ -318,7 +311,7 @@ export class Supervisor {
       );
       return worker;
     }
-    const why = notReadyWhy(worker.pid, outcome, this.#readyTimeout);
+    const why = notReadyWhy(worker.pid, outcome, this.#settings.readyTimeout);
     if (this.#stopping) {
       // stop() is ending it; its exit is all that is left to see.
       this.#retiring.add(worker);
@@ -330,24 +323,14 @@ export class Supervisor {
     throw new NotReadyError(why + lastLines(worker));
   }
 
-  /** Asks `old` to steer new connections to the rest of its group. */
-  #steerAway(old: Worker): boolean {
-    const at = this.#group.indexOf(old);
-    if (!this.#steer || at < 0 || this.#group.size < 2) return false;
-    old.send({ kind: "steer", exclude: at, count: this.#group.size });
-    return true;
-  }
-
+  /** Puts `worker` in slot `index`; if it dies there, it is replaced. */
   #serve(worker: Worker, index: number) {
     this.#serving[index] = worker;
-    worker.exited.then((status) => this.#onExit(worker, status, index));
-  }
-
-  /** A serving worker died: replace it in its slot, backing off per slot. */
-  #onExit(worker: Worker, status: Deno.CommandStatus, index: number) {
-    if (worker.retiring || this.#stopping) return;
-    if (this.#serving[index] !== worker) return;
-    this.#replace(worker, status, index, performance.now() - worker.started);
+    worker.exited.then((status) => {
+      if (worker.retiring || this.#stopping) return;
+      if (this.#serving[index] !== worker) return;
+      this.#replace(worker, status, index, performance.now() - worker.started);
+    });
   }
 
   /**
@@ -380,6 +363,24 @@ export class Supervisor {
     });
   }
 
+  /** A worker that stopped answering: a new one takes its slot, then it dies. */
+  #wedged(worker: Worker, silentMs: number) {
+    this.#logger.error(wedgedLine(worker, silentMs, this.#settings.heartbeat));
+    this.#exclusive(async () => {
+      const index = this.#serving.indexOf(worker);
+      if (index < 0 || this.#stopping) return;
+      try {
+        this.#serve(await this.#spawnReady(this.#generation), index);
+        worker.retiring = true; // replaced: its exit is not a crash
+      } catch (error) {
+        // Killed all the same: then replaced as a crashed worker is.
+        this.#logger.error(`replacement failed: ${(error as Error).message}`);
+      }
+      worker.kill("SIGKILL");
+      await worker.exited;
+    });
+  }
+
   /** Asks a worker to drain (restart) or stop (`Worker.retire`). */
   #retire(worker: Worker, how: "drain" | "stop"): Promise<void> {
     this.#retiring.add(worker);
@@ -389,11 +390,11 @@ export class Supervisor {
       });
     }
     return worker.retire(how, {
-      preDrain: this.#preDrain,
+      preDrain: this.#settings.preDrain,
       // Detaching the listener only helps when the kernel migrates its
       // queue; with tcp_migrate_req=0 it would reset those connections.
       detach: this.migrates,
-      stopTimeout: this.#stopTimeout,
+      stopTimeout: this.#settings.stopTimeout,
     }, this.#logger);
   }
 }

@@ -45,6 +45,12 @@ export interface SupervisorOptions {
    */
   stableAfter?: number;
   /**
+   * Replace a worker that has not answered the supervisor's ping for this
+   * many ms (a blocked event loop, SIGSTOP): a new worker takes its slot
+   * once ready, then the wedged one is killed. Default 0: off.
+   */
+  heartbeat?: number;
+  /**
    * Steer new connections away from a retiring worker before it closes its
    * listener (Linux; the workers need `--allow-ffi`): with
    * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
@@ -66,6 +72,7 @@ export interface SupervisorSettings {
   stopTimeout: number;
   crashBackoff: number;
   stableAfter: number;
+  heartbeat: number;
 }
 
 /** Validates `options`; throws a `TypeError` naming a bad one. */
@@ -114,5 +121,6 @@ export function supervisorSettings(
     stopTimeout: duration("stopTimeout", options.stopTimeout, 60_000),
     crashBackoff: duration("crashBackoff", options.crashBackoff, 100),
     stableAfter: duration("stableAfter", options.stableAfter, 60_000),
+    heartbeat: duration("heartbeat", options.heartbeat, 0),
   };
 }

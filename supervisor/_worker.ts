@@ -8,6 +8,7 @@ import {
   type Command,
   commandLine,
   isQuiet,
+  looksLikeAlive,
   looksLikeQuiet,
   looksLikeReady,
   MAX_LINE,
@@ -48,6 +49,8 @@ export class Worker {
   serverPid: number | undefined;
   /** Set when the supervisor asked it to drain or stop. */
   retiring = false;
+  /** `performance.now()` of its last sign of life (its answer to `ping`). */
+  lastAlive: number = performance.now();
   #secret = nonce();
   #lines: string[] = [];
   #ready = Promise.withResolvers<number>();
@@ -279,6 +282,12 @@ export class Worker {
       this.#line(line.slice(0, at));
       line = line.slice(at);
     }
+    if (looksLikeAlive(line)) {
+      if (line === `graceful: alive ${this.#secret}`) {
+        this.lastAlive = performance.now();
+      }
+      return;
+    }
     if (looksLikeQuiet(line)) {
       if (isQuiet(line, this.#secret)) {
         this.#onQuiet?.();
@@ -290,6 +299,7 @@ export class Worker {
       const pid = parseReady(line, this.#secret);
       if (pid !== undefined && descendsFrom(pid, this.child.pid)) {
         this.serverPid ??= pid;
+        this.lastAlive = performance.now();
         this.#ready.resolve(pid);
       } else {
         this.#keep(

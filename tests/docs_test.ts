@@ -119,3 +119,9 @@ Deno.test("docs: every supervised worker command (README, docs, restart.ts, deno
   }
   assert.ok(seen >= 6, `found only ${seen} worker commands`);
 });
+
+Deno.test("docs: docs/restarts.md shows restart.ts's usage as --help prints it", async () => {
+  const { USAGE } = await import("../supervisor/_args.ts");
+  const text = await Deno.readTextFile(new URL("docs/restarts.md", root));
+  assert.ok(text.includes("```\n" + USAGE + "\n```"), "docs/restarts.md");
+});

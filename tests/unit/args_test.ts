@@ -9,6 +9,8 @@ Deno.test("args: options before --, the worker command after it", () => {
     "--pre-drain",
     "500",
     "--no-steer",
+    "--heartbeat",
+    "5000",
     "--watch",
     "--",
     "deno",
@@ -19,6 +21,7 @@ Deno.test("args: options before --, the worker command after it", () => {
   assert.equal(options.workers, 2);
   assert.equal(options.preDrain, 500);
   assert.equal(options.steer, false);
+  assert.equal(options.heartbeat, 5000);
   assert.deepEqual(options.watch, ["."]);
   assert.deepEqual(options.command, ["deno", "run", "server.ts"]);
 });
