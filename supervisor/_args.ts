@@ -20,6 +20,8 @@ options:
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
   --heartbeat MS       replace a worker that has not answered a ping for MS
                        (a blocked event loop, SIGSTOP) (default 0: off)
+  --env-file PATH      read PATH once per generation: each restart's workers
+                       get its variables (a bad file rolls the restart back)
   --watch[=PATHS]      restart on changes under PATHS (comma-separated, default .)
   --no-steer           do not steer new connections away from a retiring worker
                        (steering needs --allow-ffi in the worker command)
@@ -46,6 +48,7 @@ export function parseArgs(args: string[]): SuperviseOptions | "help" {
       "ready-timeout": { type: "string" },
       "stop-timeout": { type: "string" },
       heartbeat: { type: "string" },
+      "env-file": { type: "string" },
       watch: { type: "string" },
       "no-steer": { type: "boolean" },
       help: { type: "boolean" },
@@ -88,6 +91,7 @@ export function parseArgs(args: string[]): SuperviseOptions | "help" {
   if (get("heartbeat") !== undefined) {
     options.heartbeat = ms("heartbeat", 0);
   }
+  if (get("env-file") !== undefined) options.envFile = get("env-file");
   if (values["no-steer"]) options.steer = false;
   if (get("watch") !== undefined) {
     options.watch = get("watch")!.split(",").filter(Boolean);

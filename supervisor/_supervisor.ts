@@ -293,9 +293,10 @@ export class Supervisor {
 
   /** Spawns a worker and waits for its ready report. */
   async #spawnReady(generation: number): Promise<Worker> {
-    const worker = Worker.spawn(this.#settings.command, generation);
+    const { command, envFile, readyTimeout } = this.#settings;
+    const worker = Worker.spawn(command, generation, envFile);
     this.#starting.add(worker);
-    const outcome = await worker.readyWithin(this.#settings.readyTimeout);
+    const outcome = await worker.readyWithin(readyTimeout);
     this.#starting.delete(worker);
     if (outcome === "ready" && this.#stopping) {
       await this.#retire(worker, "stop");
@@ -311,15 +312,13 @@ export class Supervisor {
       );
       return worker;
     }
-    const why = notReadyWhy(worker.pid, outcome, this.#settings.readyTimeout);
+    const why = notReadyWhy(worker.pid, outcome, readyTimeout);
     if (this.#stopping) {
       // stop() is ending it; its exit is all that is left to see.
       this.#retiring.add(worker);
       worker.kill("SIGTERM");
       worker.exited.then(() => this.#retiring.delete(worker));
-    } else {
-      await worker.killNow();
-    }
+    } else await worker.killNow();
     throw new NotReadyError(why + lastLines(worker));
   }
 

@@ -4,6 +4,7 @@
  * starts.
  */
 import { describe, type Logger } from "../lifecycle/_log.ts";
+import { EnvFile } from "./_env_file.ts";
 import { duration } from "../lifecycle/_timer.ts";
 
 /** The pre-drain's longest time (ms) when `preDrain` is not given. */
@@ -51,6 +52,11 @@ export interface SupervisorOptions {
    */
   heartbeat?: number;
   /**
+   * An env file read once per generation: each restart's workers get its
+   * variables (a bad file rolls the restart back). Default none.
+   */
+  envFile?: string;
+  /**
    * Steer new connections away from a retiring worker before it closes its
    * listener (Linux; the workers need `--allow-ffi`): with
    * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
@@ -73,6 +79,7 @@ export interface SupervisorSettings {
   crashBackoff: number;
   stableAfter: number;
   heartbeat: number;
+  envFile: EnvFile | undefined;
 }
 
 /** Validates `options`; throws a `TypeError` naming a bad one. */
@@ -122,5 +129,12 @@ export function supervisorSettings(
     crashBackoff: duration("crashBackoff", options.crashBackoff, 100),
     stableAfter: duration("stableAfter", options.stableAfter, 60_000),
     heartbeat: duration("heartbeat", options.heartbeat, 0),
+    envFile: envFile(options.envFile),
   };
+}
+
+function envFile(path: unknown): EnvFile | undefined {
+  if (path === undefined) return undefined;
+  if (typeof path === "string" && path !== "") return new EnvFile(path);
+  throw new TypeError(`envFile: expected a file path, got ${describe(path)}`);
 }

@@ -24,6 +24,7 @@ import { stderr } from "../lifecycle/_stderr.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
 import { describeExit, NotReadyError } from "./_reports.ts";
 import { descendsFrom } from "./_process_tree.ts";
+import type { EnvFile } from "./_env_file.ts";
 
 /** How many stderr lines a worker keeps for a rollback report. */
 const KEEP_LINES = 10;
@@ -59,13 +60,17 @@ export class Worker {
   #gone = false;
   #onQuiet: (() => void) | undefined;
 
-  constructor(command: string[], generation: number) {
+  constructor(
+    command: string[],
+    generation: number,
+    env: Record<string, string> = {},
+  ) {
     this.generation = generation;
     this.ready = this.#ready.promise;
     this.ready.catch(() => {});
     this.child = new Deno.Command(command[0], {
       args: command.slice(1),
-      env: { [SUPERVISOR_ENV]: PROTOCOL },
+      env: { ...env, [SUPERVISOR_ENV]: PROTOCOL },
       stdin: "piped",
       stdout: "inherit",
       stderr: "piped",
@@ -122,12 +127,19 @@ export class Worker {
   }
 
   /**
-   * Spawns `command` as a worker of `generation`; a command that cannot
-   * start throws a {@linkcode NotReadyError} naming it.
+   * Spawns `command` as a worker of `generation`, with `envFile`'s variables
+   * for that generation on top of the supervisor's environment; a bad env
+   * file, or a command that cannot start, throws a {@linkcode NotReadyError}
+   * naming it.
    */
-  static spawn(command: string[], generation: number): Worker {
+  static spawn(
+    command: string[],
+    generation: number,
+    envFile?: EnvFile,
+  ): Worker {
+    const vars = envFile?.forGeneration(generation);
     try {
-      return new Worker(command, generation);
+      return new Worker(command, generation, vars);
     } catch (error) {
       throw new NotReadyError(
         `cannot start ${JSON.stringify(command[0])}: ${
