@@ -35,6 +35,7 @@ import {
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";
 import { exitFlushed, FORCED_FLUSH_MS } from "./lifecycle/_stderr.ts";
 import { type Crash, watchCrashes } from "./lifecycle/_crash.ts";
+import { recordShutdown } from "./lifecycle/_telemetry.ts";
 
 import {
   type DrainContext,
@@ -309,6 +310,7 @@ export class Shutdown implements Disposable {
     this.#logger.info(
       `shutdown complete in ${durationMs} ms (${reason}), exit code ${exitCode}`,
     );
+    recordShutdown(start, { reason, exitCode, failedHooks });
     this[Symbol.dispose]();
     if (exit) await exitFlushed(exitCode);
     return { reason, exitCode, durationMs, forced, failedHooks };

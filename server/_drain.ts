@@ -8,6 +8,7 @@
  */
 import { type Logger, since } from "../lifecycle/_log.ts";
 import { timer } from "../lifecycle/_timer.ts";
+import { recordDrain } from "../lifecycle/_telemetry.ts";
 import type { Delay } from "./_options.ts";
 import { waitForQuiet } from "./_drain_delay.ts";
 import type { DrainResult } from "./_server_types.ts";
@@ -190,6 +191,7 @@ export async function runDrain(
     broken,
     forced,
   };
+  recordDrain(start, where, result);
   const late = host.traffic.lateRefused;
   host.logger.info(
     `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
