@@ -88,7 +88,8 @@ Deno.test("docs: the README stays a guide (at most 280 lines) and keeps its sect
       "Use it without changing your code",
       "Zero-downtime restarts",
       "Behind a load balancer",
-      "Deno versions",
+      "What Deno does by itself, and what this adds",
+      "Launchers and Deno versions",
       "Benchmarks",
       "Limits",
     ]
