@@ -12,8 +12,6 @@ const TEXT = { "content-type": "text/plain" };
 export class Health {
   readonly #healthPath: string | undefined;
   readonly #livenessPath: string | undefined;
-  /** True when either path is set: only then is a request's path read. */
-  readonly #any: boolean;
   #ready = true;
   #refused = Promise.withResolvers<number>();
   #refusedOnce = false;
@@ -21,7 +19,6 @@ export class Health {
   constructor(healthPath?: string, livenessPath?: string) {
     this.#healthPath = healthPath;
     this.#livenessPath = livenessPath;
-    this.#any = healthPath !== undefined || livenessPath !== undefined;
   }
 
   /** True when a health path is set. */
@@ -55,7 +52,6 @@ export class Health {
     draining: boolean,
     refuse: (request: Request, text: string) => Response,
   ): Response | undefined {
-    if (!this.#any) return undefined;
     const path = pathOf(request.url);
     if (path === this.#livenessPath) {
       const alive = new Response("alive\n", { headers: TEXT });

@@ -71,6 +71,8 @@ export class Traffic implements Arrivals {
   draining = false;
   /** The probe paths, and the app's readiness. */
   readonly health: Health;
+  /** True when there is a probe path: only then is a request's path read. */
+  readonly #probes: boolean;
   /**
    * True during a supervisor's pre-drain: still serving, but every response
    * says `Connection: close` and the health path 503 (like `drainDelay`).
@@ -112,6 +114,8 @@ export class Traffic implements Arrivals {
     this.#options = options;
     this.#info = infoWithSignal(options.signal);
     this.health = new Health(options.healthPath, options.livenessPath);
+    this.#probes = options.healthPath !== undefined ||
+      options.livenessPath !== undefined;
     this.#hold = options.holdBodies ? new BodyHold() : undefined;
   }
 
@@ -190,13 +194,15 @@ export class Traffic implements Arrivals {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> => {
-    const probe = this.health.answer(
-      request,
-      this.draining || this.#preDraining,
-      this.draining,
-      this.#refuse,
-    );
-    if (probe) return probe;
+    if (this.#probes) {
+      const probe = this.health.answer(
+        request,
+        this.draining || this.#preDraining,
+        this.draining,
+        this.#refuse,
+      );
+      if (probe) return probe;
+    }
     // Before the drain a request carries nothing more: it is recorded only
     // if its handler is still running when it returns.
     if (!this.draining) return this.#runLight(request, info);

@@ -40,6 +40,8 @@ export interface Recipe {
   env: Record<string, string>;
   /** `readinessProbe.httpGet.path`. */
   readinessPath: string;
+  /** `livenessProbe.httpGet.path`. */
+  livenessPath: string;
   terminationGracePeriodSeconds: number;
   replicas: number;
 }
@@ -59,6 +61,7 @@ export async function recipe(): Promise<Recipe> {
   return {
     env,
     readinessPath: field(/readinessProbe:\s*\n\s*httpGet: \{ path: (\S+),/),
+    livenessPath: field(/livenessProbe:\s*\n\s*httpGet: \{ path: (\S+),/),
     terminationGracePeriodSeconds: Number(
       field(/terminationGracePeriodSeconds: (\d+)/),
     ),
@@ -125,6 +128,8 @@ export class Pod {
   exitMs: number | undefined;
   code: number | undefined;
   killed = false;
+  /** Liveness probe answers (HTTP status, "000" refused) while it drained. */
+  liveness: Record<string, number> = {};
   constructor(
     readonly ns: string,
     readonly ip: string,
@@ -285,6 +290,11 @@ export class Cluster {
   }
 
   async #ready(pod: Pod, path: string): Promise<boolean> {
+    return await this.#probe(pod, path) === "200";
+  }
+
+  /** An HTTP probe from the node, as the kubelet's: its status, "000" if none. */
+  async #probe(pod: Pod, path: string): Promise<string> {
     try {
       const out = await sh([
         ...this.prefix,
@@ -298,9 +308,9 @@ export class Cluster {
         "%{http_code}",
         `http://${pod.ip}:${POD_PORT}${path}`,
       ]);
-      return out === "200";
+      return out || "000";
     } catch {
-      return false;
+      return "000";
     }
   }
 
@@ -313,9 +323,20 @@ export class Cluster {
     pod: Pod,
     propagationMs: number,
     graceSeconds: number,
+    livenessPath?: string,
   ): Promise<void> {
     const start = performance.now();
     pod.proc.kill("SIGTERM");
+    // The kubelet's liveness probe while the pod drains (every 100 ms here):
+    // a failure would have it restart a pod that is only draining.
+    let exited = false;
+    const probing = livenessPath && (async () => {
+      while (!exited) {
+        const code = await this.#probe(pod, livenessPath);
+        if (!exited) pod.liveness[code] = (pod.liveness[code] ?? 0) + 1;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
     const removal = new Promise((resolve) => setTimeout(resolve, propagationMs))
       .then(() => {
         this.endpoints = this.endpoints.filter((p) => p !== pod);
@@ -326,6 +347,8 @@ export class Cluster {
       pod.proc.kill("SIGKILL");
     }, graceSeconds * 1000);
     pod.code = (await pod.proc.status).code;
+    exited = true;
+    await probing;
     clearTimeout(grace);
     pod.exitMs = performance.now() - start;
     await removal;
@@ -375,6 +398,8 @@ export interface KubeRun {
   pids: number[];
   /** The deleted pods' stderr. */
   logs: string[];
+  /** Each deleted pod's liveness answers while it drained (status → count). */
+  liveness: Record<string, number>[];
 }
 
 /**
@@ -435,6 +460,7 @@ export async function kubeRun(
             old,
             propagationMs,
             r.terminationGracePeriodSeconds,
+            r.livenessPath,
           ),
         );
       }
@@ -472,6 +498,7 @@ export async function kubeRun(
       clients,
       pids: cluster.pods.map((pod) => pod.proc.pid),
       logs: deleted.map((pod) => pod.proc.stderr),
+      liveness: deleted.map((pod) => pod.liveness),
     };
   } finally {
     for (const load of loads) {

@@ -24,7 +24,7 @@ function summary(run: KubeRun): string {
 for (const propagationMs of [0, 1000, 3000]) {
   Deno.test({
     name:
-      `Kubernetes rolling update, the endpoint removed ${propagationMs} ms after SIGTERM: 0 failed requests (keep-alive and new connection, GET and POST), every pod exits 0 within its grace period`,
+      `Kubernetes rolling update, the endpoint removed ${propagationMs} ms after SIGTERM: 0 failed requests (keep-alive and new connection, GET and POST), every pod exits 0 within its grace period, its liveness probe 200 while it drains`,
     ignore: missing !== undefined,
     async fn() {
       const r = await recipe();
@@ -49,6 +49,13 @@ for (const propagationMs of [0, 1000, 3000]) {
         assert.ok(ms < r.terminationGracePeriodSeconds * 1000);
       }
       for (const log of run.logs) assert.match(log, /draining .* deadline/);
+      // The recipe's liveness probe answered 200 all through each drain
+      // delay, never 503: the kubelet never restarts a draining pod. (Once
+      // the listener closes it is refused, for the last few ms.)
+      for (const answers of run.liveness) {
+        assert.equal(answers["503"], undefined, JSON.stringify(run.liveness));
+        assert.ok((answers["200"] ?? 0) >= 10, JSON.stringify(run.liveness));
+      }
     },
   });
 }
