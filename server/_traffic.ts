@@ -220,22 +220,22 @@ export class Traffic implements Arrivals {
   ): Response | Promise<Response> {
     // A drain the handler starts itself (`server.shutdown()`) sees it.
     this.#calling = request;
+    let result: Response | Promise<Response>;
     try {
-      return this.#options.handler(
+      result = this.#options.handler(
         request,
         withSignal(info, this.#options.signal, this.#info),
       );
     } catch (error) {
-      return this.#failed(request, error);
-    } finally {
-      this.#calling = undefined;
+      result = this.#failed(request, error);
     }
+    this.#calling = undefined;
+    return result;
   }
 
   /**
-   * A request before the drain: the handler runs first; a response it returns at once is passed on with no record at
-   * all (nothing can start the drain in between, short of the handler
-   * itself calling `shutdown()`, which then counts it once it is awaited).
+   * A request before the drain: a response the handler returns at once goes
+   * out with no record (a drain it starts itself sees it as `#calling`).
    */
   #runLight(
     request: Request,
@@ -359,7 +359,9 @@ export class Traffic implements Arrivals {
     // common static body, never touches `res.headers` (which Deno builds on
     // first access).
     // Its unread body may be flowing into this response: the drain waits.
-    this.#hold?.answered(request, res, info?.completed);
+    if (this.#hold && mayHaveBody(request)) {
+      this.#hold.answered(request, res, info?.completed);
+    }
     if (
       ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
     ) {
