@@ -10,6 +10,7 @@
  * `--allow-all` for `/proc`). Where nothing may be read, nothing is said.
  * It changes nothing: the drain runs as it would.
  */
+import { grantedEnv } from "./_env_var.ts";
 
 /** What a launcher leaves behind where the process can see it. */
 export interface Seen {
@@ -100,12 +101,7 @@ export function watching(argv: readonly string[]): boolean {
 export function seeLauncher(): Seen {
   const env: Record<string, string | undefined> = {};
   for (const variable of LAUNCHER_VARIABLES) {
-    try {
-      const allowed = Deno.permissions.querySync({ name: "env", variable });
-      if (allowed.state === "granted") env[variable] = Deno.env.get(variable);
-    } catch {
-      // A runtime without the permissions API: nothing seen.
-    }
+    env[variable] = grantedEnv(variable);
   }
   let argv: string[] | undefined;
   if (Deno.build.os === "linux") {

@@ -12,19 +12,10 @@
  * `--allow-run`), or tell systemd anything a failed message meant.
  */
 import type { Logger } from "./_log.ts";
+import { grantedEnv } from "./_env_var.ts";
 
 /** Longest a `systemd-notify` call may take. */
 const NOTIFY_MS = 2000;
-
-function readEnv(name: string): string | undefined {
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: name })
-      .state;
-    return state === "granted" ? Deno.env.get(name) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Microseconds since boot from `/proc/uptime` (read by `cat`: Deno wants
@@ -61,9 +52,9 @@ export class Notifier {
 
   /** A notifier where `NOTIFY_SOCKET` is set and readable, else none. */
   static fromEnv(logger: Logger): Notifier | undefined {
-    if (!readEnv("NOTIFY_SOCKET")) return undefined;
+    if (!grantedEnv("NOTIFY_SOCKET")) return undefined;
     const notifier = new Notifier(logger);
-    const usec = Number(readEnv("WATCHDOG_USEC"));
+    const usec = Number(grantedEnv("WATCHDOG_USEC"));
     if (Number.isInteger(usec) && usec > 0) {
       const every = Math.max(100, Math.floor(usec / 2000));
       notifier.#watchdog = setInterval(

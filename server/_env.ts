@@ -3,6 +3,7 @@
  * `auto` preload, the `serve_default` runner). Each variable is validated;
  * a variable that cannot be read (no `--allow-env`) counts as unset.
  */
+import { grantedEnv } from "../lifecycle/_env_var.ts";
 import { MAX_TIMER_MS, wholeNumber } from "../lifecycle/_cli.ts";
 import { MAX_RETRY_AFTER, path } from "./_options.ts";
 import { signalList } from "../lifecycle/_signals.ts";
@@ -24,18 +25,8 @@ export const ENV_VARS: Record<string, string> = {
   GRACEFUL_QUIET: "1 silences the progress lines",
 };
 
-function read(name: string): string | undefined {
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: name })
-      .state;
-    return state === "granted" ? Deno.env.get(name) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function milliseconds(name: string): number | undefined {
-  const raw = read(name);
+  const raw = grantedEnv(name);
   if (raw === undefined) return undefined;
   try {
     return wholeNumber(name, raw.trim(), 0, MAX_TIMER_MS);
@@ -62,7 +53,7 @@ export function optionsFromEnv(): ServeOptions {
     }
     options.drainDelay = { max: drainDelay, quiet };
   } else if (drainDelay !== undefined) options.drainDelay = drainDelay;
-  const retryAfter = read("GRACEFUL_RETRY_AFTER");
+  const retryAfter = grantedEnv("GRACEFUL_RETRY_AFTER");
   if (retryAfter !== undefined) {
     options.retryAfter = retryAfter.trim() === "off" ? false : wholeNumber(
       "GRACEFUL_RETRY_AFTER",
@@ -71,7 +62,7 @@ export function optionsFromEnv(): ServeOptions {
       MAX_RETRY_AFTER,
     );
   }
-  const grace = read("GRACEFUL_GRACE_PERIOD");
+  const grace = grantedEnv("GRACEFUL_GRACE_PERIOD");
   if (grace !== undefined) {
     options.gracePeriod = wholeNumber(
       "GRACEFUL_GRACE_PERIOD",
@@ -82,15 +73,15 @@ export function optionsFromEnv(): ServeOptions {
   }
   const hooksTimeout = milliseconds("GRACEFUL_HOOKS_TIMEOUT");
   if (hooksTimeout !== undefined) options.hooksTimeout = hooksTimeout;
-  const health = read("GRACEFUL_HEALTH_PATH");
+  const health = grantedEnv("GRACEFUL_HEALTH_PATH");
   if (health !== undefined) {
     options.healthPath = path("GRACEFUL_HEALTH_PATH", health);
   }
-  const liveness = read("GRACEFUL_LIVENESS_PATH");
+  const liveness = grantedEnv("GRACEFUL_LIVENESS_PATH");
   if (liveness !== undefined) {
     options.livenessPath = path("GRACEFUL_LIVENESS_PATH", liveness);
   }
-  const signals = read("GRACEFUL_SIGNALS");
+  const signals = grantedEnv("GRACEFUL_SIGNALS");
   if (signals !== undefined) {
     const names = signals.split(",").map((s) => s.trim()).filter(Boolean);
     // An empty list would silently turn graceful shutdown off.
@@ -111,7 +102,7 @@ export function optionsFromEnv(): ServeOptions {
       );
     }
   }
-  const silent = read("GRACEFUL_QUIET");
+  const silent = grantedEnv("GRACEFUL_QUIET");
   if (silent !== undefined) {
     if (silent !== "0" && silent !== "1") {
       throw new TypeError(

@@ -5,6 +5,7 @@
  * `_protocol.ts`). If stdin ends (the supervisor died, even by SIGKILL), the
  * worker drains and exits: no orphan keeps the port.
  */
+import { grantedEnv } from "../lifecycle/_env_var.ts";
 import type { Logger } from "../lifecycle/_log.ts";
 import {
   aliveLine,
@@ -61,18 +62,6 @@ export interface DrainTarget {
    * back to the kernel's hash. See `_steer.ts`.
    */
   steer(away?: { exclude: number; count: number }): void;
-}
-
-function readVariable(): string | undefined {
-  try {
-    const state = Deno.permissions.querySync({
-      name: "env",
-      variable: SUPERVISOR_ENV,
-    }).state;
-    return state === "granted" ? Deno.env.get(SUPERVISOR_ENV) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** True when the unstable net APIs (`reusePort`) are enabled. */
@@ -296,7 +285,7 @@ let link: Link | null | undefined;
  */
 export function supervisor(logger: Logger): Link | undefined {
   if (link !== undefined) return link ?? undefined;
-  const value = readVariable();
+  const value = grantedEnv(SUPERVISOR_ENV);
   if (value === undefined || value === "") {
     link = null;
     return undefined;

@@ -239,10 +239,35 @@ export const WORKER_FLAGS: string[] = [
  */
 export async function superviseScript(
   script: string[],
-  { flags = [], ffi = true }: { flags?: string[]; ffi?: boolean } = {},
+  options: SupervisorProcOptions = {},
 ): Promise<Proc> {
-  const proc = new Proc([
-    ...SUPERVISOR_FLAGS,
+  const proc = supervisorProc(script, options);
+  await proc.waitFor(/\(generation 1\) ready/);
+  return proc;
+}
+
+/** How {@linkcode supervisorProc} runs `restart.ts`. */
+export interface SupervisorProcOptions {
+  /** restart.ts's own flags. */
+  flags?: string[];
+  /** `--allow-ffi` for the workers (default true). */
+  ffi?: boolean;
+  /** The supervisor's permissions (default {@linkcode SUPERVISOR_FLAGS}). */
+  permissions?: string[];
+  /** Its environment, over the inherited one. */
+  env?: Record<string, string>;
+}
+
+/**
+ * Starts `restart.ts` (with its own `flags`) over `deno run WORKER_FLAGS
+ * [--allow-ffi] ...script`; does not wait.
+ */
+export function supervisorProc(
+  script: string[],
+  { flags = [], ffi = true, permissions, env = {} }: SupervisorProcOptions = {},
+): Proc {
+  return new Proc([
+    ...(permissions ? ["run", ...permissions] : SUPERVISOR_FLAGS),
     RESTART,
     ...flags,
     "--",
@@ -251,9 +276,7 @@ export async function superviseScript(
     ...WORKER_FLAGS,
     ...(ffi ? ["--allow-ffi"] : []),
     ...script,
-  ]);
-  await proc.waitFor(/\(generation 1\) ready/);
-  return proc;
+  ], env);
 }
 
 /** Starts the fixture app (or `script`) and waits for its listening line. */

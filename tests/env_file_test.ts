@@ -5,16 +5,8 @@
  * `deno run --env-file` is re-read per generation too (a new process).
  */
 import assert from "node:assert/strict";
-import {
-  exited,
-  freePort,
-  get,
-  Proc,
-  SUPERVISOR_FLAGS,
-  WORKER_FLAGS,
-} from "./_helpers.ts";
+import { exited, freePort, get, supervisorProc } from "./_helpers.ts";
 
-const RESTART = new URL("../restart.ts", import.meta.url).pathname;
 const SERVER = new URL("../server.ts", import.meta.url).href;
 
 Deno.test("env file: each restart's workers get the file as it is then (the supervisor's --env-file and deno's own); a bad file rolls back with the reason", async () => {
@@ -31,18 +23,10 @@ serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () =>
   const own = `${dir}/own.env`;
   await Deno.writeTextFile(supervised, "GREETING=v1\n");
   await Deno.writeTextFile(own, "OWN=a\n");
-  const proc = new Proc([
-    ...SUPERVISOR_FLAGS,
-    RESTART,
-    "--env-file",
-    supervised,
-    "--",
-    Deno.execPath(),
-    "run",
-    ...WORKER_FLAGS,
-    `--env-file=${own}`,
-    app,
-  ]);
+  const proc = supervisorProc([`--env-file=${own}`, app], {
+    flags: ["--env-file", supervised],
+    ffi: false,
+  });
   try {
     await proc.waitFor(/\(generation 1\) ready/);
     assert.equal((await get(port)).body, "v1 a\n");

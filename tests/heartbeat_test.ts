@@ -4,16 +4,8 @@
  * worker takes its slot once ready, then the wedged one is killed.
  */
 import assert from "node:assert/strict";
-import {
-  exited,
-  freePort,
-  get,
-  Proc,
-  SUPERVISOR_FLAGS,
-  WORKER_FLAGS,
-} from "./_helpers.ts";
+import { exited, freePort, get, supervisorProc } from "./_helpers.ts";
 
-const RESTART = new URL("../restart.ts", import.meta.url).pathname;
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 
 /** True while `pid` exists (asked of `ps`: the suite may not read /proc). */
@@ -28,18 +20,9 @@ async function running(pid: number): Promise<boolean> {
 
 Deno.test("heartbeat: a worker stopped with SIGSTOP is replaced (new worker ready, then the wedged one killed); the port keeps serving", async () => {
   const port = freePort();
-  const proc = new Proc([
-    ...SUPERVISOR_FLAGS,
-    RESTART,
-    "--heartbeat",
-    "600",
-    "--",
-    Deno.execPath(),
-    "run",
-    ...WORKER_FLAGS,
-    APP,
-    JSON.stringify({ port }),
-  ]);
+  const proc = supervisorProc([APP, JSON.stringify({ port })], {
+    flags: ["--heartbeat", "600"],
+  });
   await using _ = proc;
   const [, first] = await proc.waitFor(
     /worker pid (\d+) \(generation 1\) ready/,

@@ -6,9 +6,8 @@
  * stop. Sent through Debian's `systemd-notify`.
  */
 import assert from "node:assert/strict";
-import { exited, freePort, get, Proc, WORKER_FLAGS } from "./_helpers.ts";
+import { exited, freePort, get, supervisorProc } from "./_helpers.ts";
 
-const RESTART = new URL("../restart.ts", import.meta.url).pathname;
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 
 Deno.test("systemd notify: READY=1 once serving, watchdog pings, RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 at the stop", async () => {
@@ -35,19 +34,14 @@ Deno.test("systemd notify: READY=1 once serving, watchdog pings, RELOADING=1 the
     }
   };
   const port = freePort();
-  const proc = new Proc([
-    "run",
-    "--allow-run",
-    "--allow-read",
-    "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC",
-    RESTART,
-    "--",
-    Deno.execPath(),
-    "run",
-    ...WORKER_FLAGS,
-    APP,
-    JSON.stringify({ port }),
-  ], { NOTIFY_SOCKET: path, WATCHDOG_USEC: "400000" });
+  const proc = supervisorProc([APP, JSON.stringify({ port })], {
+    permissions: [
+      "--allow-run",
+      "--allow-read",
+      "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC",
+    ],
+    env: { NOTIFY_SOCKET: path, WATCHDOG_USEC: "400000" },
+  });
   try {
     const ready = await next(/READY=1/);
     assert.match(ready, new RegExp(`^MAINPID=${proc.pid}\n`), ready);

@@ -4,18 +4,10 @@
  * included. Under the supervisor a worker reports ready once its app is.
  */
 import assert from "node:assert/strict";
-import {
-  exited,
-  get,
-  Proc,
-  start,
-  SUPERVISOR_FLAGS,
-  WORKER_FLAGS,
-} from "./_helpers.ts";
+import { exited, get, start, supervisorProc } from "./_helpers.ts";
 import { serve } from "../mod.ts";
 
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
-const RESTART = new URL("../restart.ts", import.meta.url).pathname;
 const probes = { healthPath: "/healthz", livenessPath: "/livez" };
 
 Deno.test("readiness: the health path answers 503 not ready until readyWhen resolves, then 200; requests are served meanwhile; liveness is 200 throughout", async () => {
@@ -101,17 +93,10 @@ Deno.test("readiness: bad values name the option", async () => {
 });
 
 function supervised(app: Record<string, unknown>, flags: string[] = []) {
-  return new Proc([
-    ...SUPERVISOR_FLAGS,
-    RESTART,
-    ...flags,
-    "--",
-    Deno.execPath(),
-    "run",
-    ...WORKER_FLAGS,
-    APP,
-    JSON.stringify({ port: 0, ...app }),
-  ]);
+  return supervisorProc([APP, JSON.stringify({ port: 0, ...app })], {
+    flags,
+    ffi: false,
+  });
 }
 
 Deno.test("readiness under the supervisor: a worker reports ready only once its readyWhen resolved", async () => {
