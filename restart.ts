@@ -59,9 +59,13 @@ export interface SuperviseOptions extends SupervisorOptions {
    * Install the signal listeners: SIGHUP and SIGUSR2 restart; SIGINT and
    * SIGTERM stop gracefully, a second one kills the workers and exits.
    * Default `true`.
+   * @default true
    */
   signals?: boolean;
-  /** Restart when files under these paths change (development). */
+  /**
+   * Restart when files under these paths change (development).
+   * @default undefined
+   */
   watch?: string[];
 }
 

@@ -42,19 +42,25 @@ export interface ShutdownOptions {
    * Signals that start the shutdown. Default: SIGINT and SIGTERM (SIGINT,
    * SIGBREAK and SIGTERM on Windows). SIGUSR1 is refused: Deno opens its
    * inspector on it. `[]` installs no listener.
+   * @default ["SIGINT", "SIGTERM"] (and "SIGBREAK" on Windows)
    */
   signals?: Deno.Signal[];
   /**
    * Time for all cleanup hooks together, in ms, counted from the end of the
    * drain. Default 5000. Each hook is also bounded by its own `timeout`.
+   * @default 5000
    */
   hooksTimeout?: number;
   /**
    * Call `Deno.exit()` with the exit code when done. Default `true`. A second
    * signal always exits at once, whatever this says.
+   * @default true
    */
   exit?: boolean;
-  /** Where progress lines go; `false` silences them. Default: stderr. */
+  /**
+   * Where progress lines go; `false` silences them. Default: stderr.
+   * @default a logger writing `[graceful] …` lines to stderr
+   */
   logger?: Logger | false;
   /**
    * Once listening, an uncaught error or unhandled rejection outside the
@@ -65,15 +71,22 @@ export interface ShutdownOptions {
    * process). An app's own `error`/`unhandledrejection` listener that calls
    * `preventDefault()` keeps handling what it handles. `false`: Deno's
    * default, the process dies at once.
+   * @default true
    */
   drainOnCrash?: boolean;
 }
 
 /** Options for one cleanup hook. */
 export interface HookOptions {
-  /** Longest time the hook may take, in ms. Default: `hooksTimeout`. */
+  /**
+   * Longest time the hook may take, in ms. Default: `hooksTimeout`.
+   * @default `hooksTimeout`
+   */
   timeout?: number;
-  /** Name used in log lines. Default: the function's name, or `hook #n`. */
+  /**
+   * Name used in log lines. Default: the function's name, or `hook #n`.
+   * @default the function's name, or `hook #n`
+   */
   name?: string;
 }
 
@@ -84,12 +97,14 @@ export interface DrainContext {
   /**
    * Overrides the participant's own pre-drain delay (ms), e.g. for a restart
    * handoff. `undefined` keeps the participant's setting.
+   * @default undefined
    */
   drainDelay?: number;
   /**
    * Take the listener out of its `SO_REUSEPORT` group before draining, so a
    * sibling takes its queued connections (the supervisor asks for this when
    * `net.ipv4.tcp_migrate_req` is 1). Needs `--allow-ffi`; ignored without.
+   * @default false
    */
   detachListener?: boolean;
 }

@@ -15,9 +15,9 @@ export const ENV_VARS: Record<string, string> = {
   GRACEFUL_DRAIN_DELAY: "drainDelay (ms; with GRACEFUL_DRAIN_QUIET, its max)",
   GRACEFUL_DRAIN_QUIET:
     "ends drainDelay after this many ms without a request (drainDelay.quiet)",
-  GRACEFUL_RETRY_AFTER: "retryAfter (seconds)",
-  GRACEFUL_GRACE_PERIOD:
-    "gracePeriod in seconds, like terminationGracePeriodSeconds",
+  GRACEFUL_RETRY_AFTER: "retryAfter (seconds, as the header)",
+  GRACEFUL_GRACE_PERIOD_SECONDS:
+    "gracePeriod, in seconds like terminationGracePeriodSeconds",
   GRACEFUL_HOOKS_TIMEOUT: "hooksTimeout (ms)",
   GRACEFUL_HEALTH_PATH: "healthPath",
   GRACEFUL_LIVENESS_PATH: "livenessPath",
@@ -62,10 +62,15 @@ export function optionsFromEnv(): ServeOptions {
       MAX_RETRY_AFTER,
     );
   }
-  const grace = grantedEnv("GRACEFUL_GRACE_PERIOD");
+  if (grantedEnv("GRACEFUL_GRACE_PERIOD") !== undefined) {
+    throw new TypeError(
+      "GRACEFUL_GRACE_PERIOD: renamed GRACEFUL_GRACE_PERIOD_SECONDS (the unit in the name; gracePeriod itself is in ms)",
+    );
+  }
+  const grace = grantedEnv("GRACEFUL_GRACE_PERIOD_SECONDS");
   if (grace !== undefined) {
     options.gracePeriod = wholeNumber(
-      "GRACEFUL_GRACE_PERIOD",
+      "GRACEFUL_GRACE_PERIOD_SECONDS",
       grace.trim(),
       0,
       Math.floor(MAX_TIMER_MS / 1000),

@@ -20,6 +20,7 @@ export interface ServeOptions
   /**
    * Aborting it starts a graceful drain of this server, as `shutdown()`
    * does (hooks of its own lifecycle run; the process does not exit).
+   * @default undefined
    */
   signal?: AbortSignal;
   /**
@@ -29,6 +30,7 @@ export interface ServeOptions
    * running are answered 503 with `Connection: close`, open streaming
    * bodies are ended, request bodies still arriving are cut, and the process
    * exits with {@linkcode ExitCode.DeadlineExceeded}.
+   * @default 10000
    */
   drainTimeout?: number;
   /**
@@ -45,12 +47,14 @@ export interface ServeOptions
    * without asking the server (a Kubernetes endpoint removal): use a fixed
    * delay there, since a quiet moment under light traffic would end it too
    * early.
+   * @default 0
    */
   drainDelay?: number | SelfEndingDelay;
   /**
    * `Retry-After` (whole seconds, 0 to 86 400) on the 503s this server
    * writes while draining: the health path, requests cut at the deadline,
    * late requests whose body was gone. Default 1; `false` for none.
+   * @default 1
    */
   retryAfter?: number | false;
   /**
@@ -59,18 +63,21 @@ export interface ServeOptions
    * `TimeoutStopSec`). If given, one line warns at start when `drainDelay`
    * (its `max`) + `drainTimeout` + `hooksTimeout` exceeds it. Nothing is
    * shortened to fit.
+   * @default undefined
    */
   gracePeriod?: number;
   /**
    * A path answered 200 `ok` while serving and ready, 503 `not ready` while
    * the app is not (`readyWhen`, `setReady`), 503 `draining` while
    * draining: point readiness probes and balancers' health checks here.
+   * @default undefined
    */
   healthPath?: string;
   /**
    * A path answered 200 `alive` while the process lives, draining included
    * (a liveness probe that never restarts a draining pod). Not the health
    * path. Default none.
+   * @default undefined
    */
   livenessPath?: string;
   /**
@@ -80,6 +87,7 @@ export interface ServeOptions
    * (so a restart hands over, or rolls back at `--ready-timeout`, on it).
    * If it rejects, one line says why and the server stays not ready. It
    * does not hold requests back: the listener serves whoever comes.
+   * @default undefined
    */
   readyWhen?: PromiseLike<unknown>;
   /**
@@ -92,6 +100,7 @@ export interface ServeOptions
    * cost) and cut by the exit at the deadline, so a client never takes a
    * truncated download for a whole one. `true`: every JS stream (the
    * default before this option took `"events"`). `false`: none.
+   * @default "events"
    */
   endStreamsAtDeadline?: boolean | "events";
   /**
@@ -102,6 +111,7 @@ export interface ServeOptions
    * `server.shutdown()` yourself. Beside either, `signals`, `hooksTimeout`
    * and `exit` throw a `TypeError` (they would be dropped), and so does
    * `logger` beside a `Shutdown` (the server logs through its logger).
+   * @default a new `Shutdown` of this object's `signals`, `hooksTimeout`, `exit`, `logger`, `drainOnCrash`
    */
   shutdown?: Shutdown | false;
 }

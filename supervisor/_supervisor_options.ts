@@ -17,7 +17,10 @@ export const MAX_WORKERS = 64;
 export interface SupervisorOptions {
   /** The worker command, e.g. `["deno", "run", "-A", "--unstable-net", "server.ts"]`. */
   command: string[];
-  /** How many workers share the port. Default 1. */
+  /**
+   * How many workers share the port. Default 1.
+   * @default 1
+   */
   workers?: number;
   /**
    * The longest (ms) a retiring worker answers with `Connection: close`
@@ -25,6 +28,7 @@ export interface SupervisorOptions {
    * (no connection left that could send a request it was not told to take
    * elsewhere; Linux, workers with `--allow-ffi`), but never before
    * `rollbackWindow`. Default 1000.
+   * @default 1000
    */
   preDrain?: number;
   /**
@@ -32,28 +36,41 @@ export interface SupervisorOptions {
    * to take its place again: a new worker that dies within this time is
    * rolled back even when the old one is quiet sooner. At most `preDrain`
    * (which bounds it anyway). Default 100.
+   * @default 100
    */
   rollbackWindow?: number;
-  /** How long (ms) a new worker may take to report ready. Default 30 000. */
+  /**
+   * How long (ms) a new worker may take to report ready. Default 30 000.
+   * @default 30000
+   */
   readyTimeout?: number;
-  /** How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000. */
+  /**
+   * How long (ms) a retiring or stopping worker may take to exit before SIGKILL. Default 60 000.
+   * @default 60000
+   */
   stopTimeout?: number;
-  /** First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100. */
+  /**
+   * First delay (ms) before replacing a crashed worker; doubles up to 30 s. Default 100.
+   * @default 100
+   */
   crashBackoff?: number;
   /**
    * Once a worker has run this long (ms), a crash of its slot starts the
    * backoff over at `crashBackoff`. Default 60 000.
+   * @default 60000
    */
   stableAfter?: number;
   /**
    * Replace a worker that has not answered the supervisor's ping for this
    * many ms (a blocked event loop, SIGSTOP): a new worker takes its slot
    * once ready, then the wedged one is killed. Default 0: off.
+   * @default 0
    */
   heartbeat?: number;
   /**
    * An env file read once per generation: each restart's workers get its
    * variables (a bad file rolls the restart back). Default none.
+   * @default undefined
    */
   envFile?: string;
   /**
@@ -61,9 +78,13 @@ export interface SupervisorOptions {
    * listener (Linux; the workers need `--allow-ffi`): with
    * `tcp_migrate_req=0` the kernel would reset what is queued on it. Each
    * old worker then exits before the next slot restarts. Default true.
+   * @default true
    */
   steer?: boolean;
-  /** Where the supervisor's lines go; `false` silences them. Default: stderr. */
+  /**
+   * Where the supervisor's lines go; `false` silences them. Default: stderr.
+   * @default a logger writing `[supervisor] …` lines to stderr
+   */
   logger?: Logger | false;
 }
 

@@ -214,6 +214,16 @@ Deno.test("auto: a bad variable stops the app at start with one line naming it",
         /GRACEFUL_SIGNALS: "SIGUSR1" cannot be used/,
       ],
       ["GRACEFUL_QUIET", "yes", /GRACEFUL_QUIET: expected 0 or 1, got "yes"/],
+      [
+        "GRACEFUL_GRACE_PERIOD",
+        "25",
+        /GRACEFUL_GRACE_PERIOD: renamed GRACEFUL_GRACE_PERIOD_SECONDS/,
+      ],
+      [
+        "GRACEFUL_LIVENESS_PATH",
+        "livez",
+        /GRACEFUL_LIVENESS_PATH: expected a path starting with "\/", got "livez"/,
+      ],
       // An empty list would turn graceful shutdown off without a word.
       [
         "GRACEFUL_SIGNALS",
