@@ -38,11 +38,9 @@ import {
   resolveLogger,
   stderrLoggerWith,
 } from "./lifecycle/_log.ts";
-import {
-  NotReadyError,
-  Supervisor,
-  type SupervisorOptions,
-} from "./supervisor/_supervisor.ts";
+import { Supervisor } from "./supervisor/_supervisor.ts";
+import { NotReadyError } from "./supervisor/_reports.ts";
+import type { SupervisorOptions } from "./supervisor/_supervisor_options.ts";
 import { parseArgs, USAGE } from "./supervisor/_args.ts";
 import { signalExitCode } from "./lifecycle/_signals.ts";
 import { SAME_SIGNAL_MS, StopMachine } from "./lifecycle/_stop_machine.ts";

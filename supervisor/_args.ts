@@ -3,7 +3,7 @@
  * after `--`.
  */
 import type { SuperviseOptions } from "../restart.ts";
-import { MAX_WORKERS, PRE_DRAIN_DEFAULT } from "./_supervisor.ts";
+import { MAX_WORKERS, PRE_DRAIN_DEFAULT } from "./_supervisor_options.ts";
 import { MAX_TIMER_MS, parseFlags, wholeNumber } from "../lifecycle/_cli.ts";
 
 /** The supervisor's usage text (`--help`). */

@@ -8,12 +8,13 @@
  */
 import type { Worker } from "./_worker.ts";
 
-/** Starts the pings; returns what stops them. */
+/** Starts the pings (none if `bound` is 0); returns what stops them. */
 export function heartbeat(
   serving: () => readonly Worker[],
   bound: number,
   wedged: (worker: Worker, silentMs: number) => void,
 ): () => void {
+  if (bound <= 0) return () => {};
   const told = new WeakSet<Worker>();
   const id = setInterval(() => {
     const now = performance.now();

@@ -153,3 +153,25 @@ export function wedgedLine(
 ): string {
   return `worker pid ${worker.pid} (generation ${worker.generation}) has not answered for ${silentMs} ms (--heartbeat ${bound}): wedged; replacing it`;
 }
+
+/** The line of a serving worker that died, and when it is replaced. */
+export function crashedLine(
+  worker: Worker,
+  status: Deno.CommandStatus,
+  uptime: number,
+  delay: number,
+): string {
+  return `worker pid ${worker.pid} (generation ${worker.generation}) ${
+    describeExit(status)
+  } after ${Math.round(uptime)} ms: crashed; replacing it in ${delay} ms`;
+}
+
+/** Why a restart rolled back when its new worker died in the window. */
+export function diedInWindow(
+  fresh: Worker,
+  status: Deno.CommandStatus,
+): string {
+  return `worker pid ${fresh.pid} ${describeExit(status)} ${
+    Math.round(performance.now() - fresh.started)
+  } ms after start, during the old worker's pre-drain${lastLines(fresh)}`;
+}

@@ -8,7 +8,8 @@ import { timer } from "../lifecycle/_timer.ts";
 import { Backoff } from "./_backoff.ts";
 import { Group } from "./_group.ts";
 import {
-  describeExit,
+  crashedLine,
+  diedInWindow,
   exitCodeOf,
   lastLines,
   NotReadyError,
@@ -26,13 +27,6 @@ import {
 } from "./_supervisor_options.ts";
 import { Worker } from "./_worker.ts";
 import { heartbeat } from "./_heartbeat.ts";
-
-export { NotReadyError } from "./_reports.ts";
-export {
-  MAX_WORKERS,
-  PRE_DRAIN_DEFAULT,
-  type SupervisorOptions,
-} from "./_supervisor_options.ts";
 
 /**
  * Runs N workers of one command on one port and replaces them without
@@ -62,6 +56,8 @@ export class Supervisor {
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
   #starting = new Set<Worker>();
+  /** New workers ready, waiting for their slot in a restart. */
+  #standby = new Set<Worker>();
   #generation = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #queuedRestart: Promise<boolean> | undefined;
@@ -135,13 +131,12 @@ export class Supervisor {
         for (let i = 0; i < this.#settings.workers; i++) {
           this.#serve(await this.#spawnReady(1), i);
         }
-        if (this.#settings.heartbeat > 0 && !this.#stopping) {
-          this.#unbeat = heartbeat(
-            () => this.#serving,
-            this.#settings.heartbeat,
-            (w, ms) => this.#wedged(w, ms),
-          );
-        }
+        if (this.#stopping) return;
+        this.#unbeat = heartbeat(
+          () => this.#serving,
+          this.#settings.heartbeat,
+          (w, ms) => this.#wedged(w, ms),
+        );
       } catch (error) {
         // Stopping while a worker starts is no failure: stop() drains the
         // serving ones gracefully; never kill them here.
@@ -154,10 +149,11 @@ export class Supervisor {
   }
 
   /**
-   * Replaces every worker with a new generation, one at a time: start the
-   * new one, wait until it reports ready, then let the old one pre-drain and
-   * drain. If a new worker fails, it is stopped and the old keeps serving.
-   * Calls made while a restart runs are coalesced into one follow-up.
+   * Replaces every worker with a new generation: (on Linux) every new one
+   * started and ready first, then each old one pre-drains and drains in
+   * turn. A new worker that fails to start rolls the whole generation back;
+   * one that dies in its slot's rollback window rolls back that slot and
+   * the later ones. Calls made meanwhile are coalesced into one follow-up.
    * Resolves true if every worker was replaced.
    */
   restart(reason = "restart requested"): Promise<boolean> {
@@ -181,7 +177,7 @@ export class Supervisor {
   stop(reason = "stop requested"): Promise<void> {
     this.#stopping ??= (async () => {
       this.#unbeat?.();
-      const all = [...this.#serving, ...this.#retiring];
+      const all = [...this.#serving, ...this.#retiring, ...this.#standby];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
       // A worker that had died already (a crash being replaced) did not
@@ -198,9 +194,7 @@ export class Supervisor {
       await Promise.all([...this.#retiring].map((w) => w.exited));
       const worst = worstExit(exits.filter((e) => draining.has(e.w)));
       this.#exitCode = worst.code;
-      if (worst.code !== 0) {
-        this.#logger.error(worstLine(worst));
-      }
+      if (worst.code !== 0) this.#logger.error(worstLine(worst));
       this.#logger.info("all workers stopped");
       this.#stopped.resolve();
     })();
@@ -209,9 +203,8 @@ export class Supervisor {
 
   /** Kills every worker at once (SIGKILL). */
   kill(): void {
-    for (const w of [...this.#serving, ...this.#retiring, ...this.#starting]) {
-      w.kill("SIGKILL");
-    }
+    const all = [this.#serving, this.#retiring, this.#starting, this.#standby];
+    for (const w of all.flatMap((set) => [...set])) w.kill("SIGKILL");
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -225,17 +218,27 @@ export class Supervisor {
     const generation = this.#generation + 1;
     const start = performance.now();
     this.#logger.info(`${reason}: starting generation ${generation}`);
+    // All or nothing at the start: where ports are shared, every new worker
+    // is ready before any old one retires; one that fails leaves the old
+    // generation as it was (the new ones started are stopped).
+    const standby = this.#standby;
+    try {
+      for (const _ of this.overlap ? this.#serving : []) {
+        standby.add(await this.#spawnReady(generation));
+      }
+    } catch (error) {
+      return this.#abandon(generation, (error as Error).message);
+    }
     for (let i = 0; i < this.#serving.length; i++) {
       if (this.#stopping) return false;
       const old = this.#serving[i];
       if (!this.overlap) await this.#retire(old, "stop");
       let fresh: Worker;
       try {
-        fresh = await this.#spawnReady(generation);
+        fresh = [...standby][0] ?? await this.#spawnReady(generation);
+        standby.delete(fresh);
       } catch (error) {
-        if (this.#stopping) return false;
-        this.#rolledBack(generation, (error as Error).message);
-        return false;
+        return this.#abandon(generation, (error as Error).message);
       }
       if (!this.overlap) {
         this.#serve(fresh, i);
@@ -255,20 +258,10 @@ export class Supervisor {
       );
       if (outcome !== "committed" && outcome !== "quiet") {
         if (this.#stopping) return false;
-        old.retiring = false;
         this.#retiring.delete(old);
-        old.send({ kind: "resume" });
-        if (away) old.send({ kind: "unsteer" });
+        old.resume(away !== undefined);
         this.#serving[i] = old;
-        this.#rolledBack(
-          generation,
-          `worker pid ${fresh.pid} ${describeExit(outcome)} ${
-            since(fresh.started)
-          } ms after start, during the old worker's pre-drain${
-            lastLines(fresh)
-          }`,
-        );
-        return false;
+        return this.#abandon(generation, diedInWindow(fresh, outcome));
       }
       this.#serve(fresh, i);
       if (away) {
@@ -287,8 +280,15 @@ export class Supervisor {
     return true;
   }
 
-  #rolledBack(generation: number, why: string) {
-    this.#logger.error(rolledBackLine(generation, why, this.#serving));
+  /** Rolls back: says so, then stops the new workers still on standby. */
+  async #abandon(generation: number, why: string): Promise<false> {
+    if (!this.#stopping) {
+      this.#logger.error(rolledBackLine(generation, why, this.#serving));
+    }
+    const standby = [...this.#standby];
+    this.#standby.clear();
+    await Promise.all(standby.map((w) => this.#retire(w, "stop")));
+    return false;
   }
 
   /** Spawns a worker and waits for its ready report. */
@@ -343,21 +343,28 @@ export class Supervisor {
     uptime: number,
   ) {
     const delay = this.#backoff.next(index, uptime);
-    this.#logger.error(
-      `worker pid ${worker.pid} (generation ${worker.generation}) ${
-        describeExit(status)
-      } after ${Math.round(uptime)} ms: crashed; replacing it in ${delay} ms`,
+    this.#logger.error(crashedLine(worker, status, uptime, delay));
+    // One that never served has no uptime: the slot's backoff keeps growing.
+    this.#refill(worker, index, delay).then((ok) =>
+      ok || this.#stopping || this.#replace(worker, status, index, 0)
     );
-    this.#exclusive(async () => {
+  }
+
+  /**
+   * After `delay` ms, a new worker in `worker`'s slot if it still holds it;
+   * false if the new one could not start.
+   */
+  #refill(worker: Worker, index: number, delay = 0): Promise<boolean> {
+    return this.#exclusive(async () => {
       await timer(delay, undefined).promise;
-      if (this.#stopping || this.#serving[index] !== worker) return;
+      if (this.#stopping || this.#serving[index] !== worker) return true;
       try {
         this.#serve(await this.#spawnReady(this.#generation), index);
+        return true;
       } catch (error) {
-        if (this.#stopping) return;
+        if (this.#stopping) return true;
         this.#logger.error(`replacement failed: ${(error as Error).message}`);
-        // It never served: no uptime, so the slot's backoff keeps growing.
-        this.#replace(worker, status, index, 0);
+        return false;
       }
     });
   }
@@ -365,18 +372,12 @@ export class Supervisor {
   /** A worker that stopped answering: a new one takes its slot, then it dies. */
   #wedged(worker: Worker, silentMs: number) {
     this.#logger.error(wedgedLine(worker, silentMs, this.#settings.heartbeat));
-    this.#exclusive(async () => {
-      const index = this.#serving.indexOf(worker);
-      if (index < 0 || this.#stopping) return;
-      try {
-        this.#serve(await this.#spawnReady(this.#generation), index);
-        worker.retiring = true; // replaced: its exit is not a crash
-      } catch (error) {
-        // Killed all the same: then replaced as a crashed worker is.
-        this.#logger.error(`replacement failed: ${(error as Error).message}`);
-      }
+    const index = this.#serving.indexOf(worker);
+    this.#refill(worker, index).then((ok) => {
+      // Replaced: its exit is not a crash. Else killed all the same, then
+      // replaced as a crashed worker is.
+      if (ok) worker.retiring = true;
       worker.kill("SIGKILL");
-      await worker.exited;
     });
   }
 

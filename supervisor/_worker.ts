@@ -245,6 +245,13 @@ export class Worker {
     }
   }
 
+  /** Back to serving after a pre-drain (`steered`: it was steered away). */
+  resume(steered: boolean): void {
+    this.retiring = false;
+    this.send({ kind: "resume" });
+    if (steered) this.send({ kind: "unsteer" });
+  }
+
   /** Kills the worker (SIGKILL) and waits for its exit. */
   async killNow(): Promise<void> {
     this.retiring = true;
