@@ -8,8 +8,10 @@
  * WATCHDOG_USEC`). Systemd accepts the messages of this helper process
  * only with `NotifyAccess=all`.
  *
- * It does not: notify from a plain `serve()` process (it would need
- * `--allow-run`), or tell systemd anything a failed message meant.
+ * A `serve()` process on its own sends `READY=1` once listening and
+ * `STOPPING=1` when its drain starts, where it may run `systemd-notify`
+ * (`--allow-run=systemd-notify`); without, one line says systemd is not
+ * told. It does not tell systemd anything a failed message meant.
  */
 import type { Logger } from "./_log.ts";
 import { grantedEnv } from "./_env_var.ts";

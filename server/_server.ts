@@ -6,6 +6,7 @@ import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
 import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
+import { Notifier } from "../lifecycle/_notify.ts";
 import { bodiesNeedHold } from "./_body_hold.ts";
 import { type DrainHost, runDrain } from "./_drain.ts";
 import type {
@@ -53,6 +54,8 @@ export class Server implements GracefulServer {
   #detached = false;
   #closed = Promise.withResolvers<void>();
   #finished: Promise<void>;
+  /** systemd's notify socket, for a server on its own under systemd. */
+  #notifier: Notifier | undefined;
   /** What the drain sequence (`_drain.ts`) sees of this server. */
   #host: DrainHost;
   readonly lifecycle: Shutdown | undefined;
@@ -148,6 +151,8 @@ export class Server implements GracefulServer {
         this.#logger,
         drainDelay.max + drainTimeout + (this.lifecycle?.hooksTimeout ?? 0),
       );
+      // Under systemd (Type=notify), a server on its own tells it too.
+      this.#notifier = Notifier.fromEnv(this.#logger);
     }
     if (link && Deno.build.os === "linux") {
       (denoOptions as Deno.ServeTcpOptions).reusePort = true;
@@ -188,6 +193,7 @@ export class Server implements GracefulServer {
     // a few ms), not at the signal, where it would hold the event loop.
     const listeners = new Listeners(http.addr);
     listeners.find();
+    this.#notifier?.ready(`serving on ${describeAddr(http.addr)}`);
     this.#host = {
       where: describeAddr(http.addr),
       traffic: this.#traffic,
@@ -325,14 +331,19 @@ export class Server implements GracefulServer {
   }
 
   #drain(context: DrainContext): Promise<DrainResult> {
-    this.#result ??= runDrain(
-      this.#host,
-      context.reason,
-      context.drainDelay === undefined
-        ? this.#drainDelay
-        : { max: context.drainDelay, quiet: undefined },
-      context.detachListener,
-    );
+    // systemd hears STOPPING=1 before the exit (at most 2 s later).
+    const told = this.#result ? undefined : this.#notifier?.stopping();
+    this.#result ??= Promise.all([
+      runDrain(
+        this.#host,
+        context.reason,
+        context.drainDelay === undefined
+          ? this.#drainDelay
+          : { max: context.drainDelay, quiet: undefined },
+        context.detachListener,
+      ),
+      told,
+    ]).then(([result]) => result);
     return this.#result;
   }
 

@@ -10,7 +10,11 @@ const live = new Set<Proc>();
 function inherited(): Record<string, string> {
   const env = Deno.env.toObject();
   for (const name of Object.keys(env)) {
-    if (/^(npm_|pm_id$|kill_timeout$|kill_signal$)/.test(name)) {
+    // (And a systemd the suite itself may run under: not the servers'.)
+    if (
+      /^(npm_|pm_id$|kill_timeout$|kill_signal$|NOTIFY_SOCKET$|WATCHDOG_)/
+        .test(name)
+    ) {
       delete env[name];
     }
   }

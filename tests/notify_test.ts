@@ -6,7 +6,7 @@
  * stop. Sent through Debian's `systemd-notify`.
  */
 import assert from "node:assert/strict";
-import { exited, freePort, get, supervisorProc } from "./_helpers.ts";
+import { exited, freePort, get, Proc, supervisorProc } from "./_helpers.ts";
 
 const APP = new URL("./fixtures/app.ts", import.meta.url).pathname;
 
@@ -61,6 +61,50 @@ Deno.test("systemd notify: READY=1 once serving, watchdog pings, RELOADING=1 the
   } finally {
     proc.kill("SIGKILL");
     await proc.status.catch(() => {});
+    socket.close();
+    await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("systemd notify: a serve() process on its own says READY=1 once listening and STOPPING=1 when its drain starts (with --allow-run=systemd-notify); without it, one line", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/notify`;
+  const socket = Deno.listenDatagram({ path, transport: "unixpacket" });
+  const messages: string[] = [];
+  const reading = (async () => {
+    for await (const [data] of socket) {
+      messages.push(new TextDecoder().decode(data));
+    }
+  })().catch(() => {});
+  const env = { NOTIFY_SOCKET: path };
+  const run = (allowRun: boolean) =>
+    new Proc([
+      "run",
+      "--allow-net",
+      "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC",
+      ...(allowRun ? ["--allow-run=systemd-notify"] : []),
+      APP,
+      "{}",
+    ], env);
+  try {
+    const proc = run(true);
+    await proc.waitFor(/listening on/);
+    for (let i = 0; i < 100 && !messages.some((m) => /READY=1/.test(m)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.match(
+      messages.join("|"),
+      /READY=1\nSTATUS=serving on 127\.0\.0\.1:\d+/,
+    );
+    proc.kill("SIGTERM");
+    assert.equal((await exited(proc, 0)).code, 0, proc.output());
+    assert.match(messages.join("|"), /STOPPING=1/);
+    const without = run(false);
+    await without.waitFor(/cannot tell systemd \(READY=1\): .*\(said once\)/);
+    without.kill("SIGTERM");
+    assert.equal((await exited(without, 0)).code, 0, without.output());
+  } finally {
     socket.close();
     await reading;
     await Deno.remove(dir, { recursive: true });
