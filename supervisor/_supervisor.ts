@@ -56,8 +56,6 @@ export class Supervisor {
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
   #starting = new Set<Worker>();
-  /** New workers ready, waiting for their slot in a restart. */
-  #standby = new Set<Worker>();
   #generation = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #queuedRestart: Promise<boolean> | undefined;
@@ -149,12 +147,12 @@ export class Supervisor {
   }
 
   /**
-   * Replaces every worker with a new generation: (on Linux) every new one
-   * started and ready first, then each old one pre-drains and drains in
-   * turn. A new worker that fails to start rolls the whole generation back;
-   * one that dies in its slot's rollback window rolls back that slot and
-   * the later ones. Calls made meanwhile are coalesced into one follow-up.
-   * Resolves true if every worker was replaced.
+   * Replaces every worker with a new generation, one slot at a time: start
+   * the new one, wait until it reports ready, then let the old one
+   * pre-drain and drain. A new worker that fails (at start, or in its
+   * slot's rollback window) rolls back that slot and the later ones; slots
+   * already replaced keep their new worker. Calls made meanwhile are
+   * coalesced into one follow-up. Resolves true if every worker was replaced.
    */
   restart(reason = "restart requested"): Promise<boolean> {
     if (this.#stopping) return Promise.resolve(false);
@@ -177,7 +175,7 @@ export class Supervisor {
   stop(reason = "stop requested"): Promise<void> {
     this.#stopping ??= (async () => {
       this.#unbeat?.();
-      const all = [...this.#serving, ...this.#retiring, ...this.#standby];
+      const all = [...this.#serving, ...this.#retiring];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
       // A worker that had died already (a crash being replaced) did not
@@ -203,7 +201,7 @@ export class Supervisor {
 
   /** Kills every worker at once (SIGKILL). */
   kill(): void {
-    const all = [this.#serving, this.#retiring, this.#starting, this.#standby];
+    const all = [this.#serving, this.#retiring, this.#starting];
     for (const w of all.flatMap((set) => [...set])) w.kill("SIGKILL");
   }
 
@@ -218,25 +216,13 @@ export class Supervisor {
     const generation = this.#generation + 1;
     const start = performance.now();
     this.#logger.info(`${reason}: starting generation ${generation}`);
-    // All or nothing at the start: where ports are shared, every new worker
-    // is ready before any old one retires; one that fails leaves the old
-    // generation as it was (the new ones started are stopped).
-    const standby = this.#standby;
-    try {
-      for (const _ of this.overlap ? this.#serving : []) {
-        standby.add(await this.#spawnReady(generation));
-      }
-    } catch (error) {
-      return this.#abandon(generation, (error as Error).message);
-    }
     for (let i = 0; i < this.#serving.length; i++) {
       if (this.#stopping) return false;
       const old = this.#serving[i];
       if (!this.overlap) await this.#retire(old, "stop");
       let fresh: Worker;
       try {
-        fresh = [...standby][0] ?? await this.#spawnReady(generation);
-        standby.delete(fresh);
+        fresh = await this.#spawnReady(generation);
       } catch (error) {
         return this.#abandon(generation, (error as Error).message);
       }
@@ -280,14 +266,11 @@ export class Supervisor {
     return true;
   }
 
-  /** Rolls back: says so, then stops the new workers still on standby. */
-  async #abandon(generation: number, why: string): Promise<false> {
+  /** Rolls back: says so (the serving pids with their generations). */
+  #abandon(generation: number, why: string): false {
     if (!this.#stopping) {
       this.#logger.error(rolledBackLine(generation, why, this.#serving));
     }
-    const standby = [...this.#standby];
-    this.#standby.clear();
-    await Promise.all(standby.map((w) => this.#retire(w, "stop")));
     return false;
   }
 
