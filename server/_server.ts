@@ -331,19 +331,18 @@ export class Server implements GracefulServer {
   }
 
   #drain(context: DrainContext): Promise<DrainResult> {
+    if (this.#result) return this.#result;
+    const drained = runDrain(
+      this.#host,
+      context.reason,
+      context.drainDelay === undefined
+        ? this.#drainDelay
+        : { max: context.drainDelay, quiet: undefined },
+      context.detachListener,
+    );
     // systemd hears STOPPING=1 before the exit (at most 2 s later).
-    const told = this.#result ? undefined : this.#notifier?.stopping();
-    this.#result ??= Promise.all([
-      runDrain(
-        this.#host,
-        context.reason,
-        context.drainDelay === undefined
-          ? this.#drainDelay
-          : { max: context.drainDelay, quiet: undefined },
-        context.detachListener,
-      ),
-      told,
-    ]).then(([result]) => result);
+    const told = this.#notifier?.stopping();
+    this.#result = told ? told.then(() => drained) : drained;
     return this.#result;
   }
 

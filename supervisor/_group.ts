@@ -16,11 +16,6 @@ export class Group<T> {
     return this.#members.length;
   }
 
-  /** The kernel's index of `member`, or -1. */
-  indexOf(member: T): number {
-    return this.#members.indexOf(member);
-  }
-
   /** `member`'s socket joined the group (it listens now). */
   join(member: T): void {
     this.#members.push(member);

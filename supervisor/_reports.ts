@@ -13,7 +13,7 @@ export function describeExit(status: Deno.CommandStatus): string {
 }
 
 /** What the exit codes of a drained `serve()` process mean. */
-export const EXIT_MEANINGS: Record<number, string> = {
+const EXIT_MEANINGS: Record<number, string> = {
   1: "a cleanup hook failed",
   69: "the drain failed (a drainer threw, or it broke a request)",
   70: "an uncaught error or unhandled rejection outside the handlers",
