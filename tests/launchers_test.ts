@@ -416,7 +416,7 @@ Deno.test("npx: the start-up line says npm exec is for trying it, not production
   }
 });
 
-Deno.test("deno run --watch: the start-up line says a file change cancels the drain after 500 ms, and it does (the 3 s request is cut)", async () => {
+Deno.test("deno run --watch: the start-up line says a file change cancels the drain after 500 ms, and it does (a 10 s request is cut)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "graceful-watch-" });
   const script = `${dir}/app.ts`;
   const port = freePort();
@@ -424,7 +424,7 @@ Deno.test("deno run --watch: the start-up line says a file change cancels the dr
     script,
     `import { serve } from ${JSON.stringify(SERVER)};
 serve({ port: ${port}, onListen() { console.log("listening on " + ${port}); } },
-  async () => { console.log("in flight"); await new Promise((r) => setTimeout(r, 3000)); return new Response("late"); });
+  async () => { console.log("in flight"); await new Promise((r) => setTimeout(r, 10000)); return new Response("late"); });
 `,
   );
   try {
@@ -443,8 +443,18 @@ serve({ port: ${port}, onListen() { console.log("listening on " + ${port}); } },
       (error) => `cut: ${error}`,
     );
     await proc.waitFor(/in flight/);
-    await Deno.writeTextFile(script, "// changed\n", { append: true });
-    await proc.waitFor(/draining/);
+    // Deno's watcher registers its paths after the program starts and has
+    // once (1 CI run in ~20) not seen a single change: change the file again
+    // each second until the drain begins, ten times at most.
+    for (let tries = 1;; tries++) {
+      await Deno.writeTextFile(script, "// changed\n", { append: true });
+      try {
+        await proc.waitFor(/draining/, 1_000);
+        break;
+      } catch (error) {
+        if (tries === 10) throw error;
+      }
+    }
     assert.match(await answer, /^cut: /, "Deno cancels the drain");
     await proc.waitFor(/(listening on[\s\S]*){2}/); // restarted
   } finally {
