@@ -1,10 +1,12 @@
 /**
  * What the server writes or hands over besides the app's own response: the
  * 503s of the drain (`Connection: close`, `Retry-After`), `Connection:
- * close` on a response, the handler's `info` with the drain signal, and the
- * request path for log lines. Pure helpers, no state.
+ * close` on a response, the handler's `info` with the drain signal, the
+ * answer to a handler that threw, and the request path for log lines. Pure
+ * helpers, no state.
  */
-import type { GracefulHandlerInfo } from "./_traffic.ts";
+import type { GracefulHandlerInfo } from "./_server_types.ts";
+import type { Logger } from "../lifecycle/_log.ts";
 
 /** True if the client asked to close: Deno then adds `Connection: close` itself. */
 export const clientCloses = (request: Request) =>
@@ -125,4 +127,31 @@ export function pathOf(url: string): string {
   if (start < 0) return "/";
   const query = url.indexOf("?", start);
   return url.slice(start, query < 0 ? undefined : query);
+}
+
+/**
+ * The answer to a handler that threw: the app's `onError` if it has one
+ * (a throw there is logged instead), else a logged 500.
+ */
+export async function errorResponse(
+  request: Request,
+  error: unknown,
+  { onError, logger }: {
+    onError?: (error: unknown) => Response | Promise<Response>;
+    logger: Logger;
+  },
+): Promise<Response> {
+  if (onError) {
+    try {
+      return await onError(error);
+    } catch (again) {
+      error = again;
+    }
+  }
+  logger.error(
+    `handler failed for ${request.method} ${pathOf(request.url)}: ${
+      error instanceof Error ? (error.stack ?? error.message) : String(error)
+    }`,
+  );
+  return new Response("Internal Server Error\n", { status: 500 });
 }

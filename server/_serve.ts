@@ -5,7 +5,7 @@
 import { describe, type Logger } from "../lifecycle/_log.ts";
 import { Server } from "./_server.ts";
 import type { GracefulServer, ServeOptions } from "./_server_types.ts";
-import type { GracefulHandler, GracefulHandlerInfo } from "./_traffic.ts";
+import type { GracefulHandler, GracefulHandlerInfo } from "./_server_types.ts";
 export type { SelfEndingDelay } from "./_drain_delay.ts";
 export type {
   DrainResult,

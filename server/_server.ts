@@ -11,6 +11,7 @@ import { bodiesNeedHold } from "./_body_hold.ts";
 import { type DrainHost, runDrain } from "./_drain.ts";
 import type {
   DrainResult,
+  GracefulHandler,
   GracefulServer,
   ServeOptions,
 } from "./_server_types.ts";
@@ -18,7 +19,7 @@ import { Listeners } from "../supervisor/_detach.ts";
 import { census } from "../supervisor/_census.ts";
 import { steerAway, unsteer } from "../supervisor/_steer.ts";
 import { supervisor } from "../supervisor/_supervised.ts";
-import { type GracefulHandler, Traffic } from "./_traffic.ts";
+import { Traffic } from "./_traffic.ts";
 import {
   type DrainContext,
   type Hook,
@@ -208,6 +209,7 @@ export class Server implements GracefulServer {
         return detached;
       },
       quiet: () => this.#quiet(),
+      steered: () => this.#steered,
       closeListener: () =>
         void http.shutdown().then(this.#closed.resolve, this.#closed.reject),
     };
@@ -220,7 +222,7 @@ export class Server implements GracefulServer {
           ? this.lifecycle.start(context.reason, context)
           : this.#drain(context),
       preDrain: (on) => {
-        this.#traffic.preDraining = on;
+        this.#traffic.preDrain(on);
         this.#logger.info(
           on
             ? `pre-drain on ${
@@ -348,6 +350,8 @@ export class Server implements GracefulServer {
 
   /** Whether steering failed once already (said once, then quiet). */
   #steerFailed = false;
+  /** Whether new connections are steered away from this listener now. */
+  #steered = false;
 
   /**
    * True when no client of this server can still send a request that was
@@ -373,6 +377,7 @@ export class Server implements GracefulServer {
       ? steerAway(this.addr, away.exclude, away.count)
       : unsteer(this.addr);
     if (failed === undefined) {
+      this.#steered = away !== undefined;
       this.#logger.info(
         away
           ? `steering new connections on ${where} to the other ${

@@ -10,6 +10,19 @@ import type {
   ShutdownOptions,
 } from "../shutdown.ts";
 
+/** What a handler receives besides the request. */
+export interface GracefulHandlerInfo
+  extends Deno.ServeHandlerInfo<Deno.NetAddr> {
+  /** Aborts when the server starts draining: end streams and sockets. */
+  signal: AbortSignal;
+}
+
+/** A web-standard handler, as for `Deno.serve`, with a drain `signal`. */
+export type GracefulHandler = (
+  request: Request,
+  info: GracefulHandlerInfo,
+) => Response | Promise<Response>;
+
 /**
  * Options for {@linkcode serve}: every `Deno.serve` TCP option, plus the
  * drain settings. `signal` is a *graceful* trigger here: aborting it drains

@@ -10,6 +10,7 @@ import { InFlight } from "./_in_flight.ts";
 import { Health } from "./_health.ts";
 import { type Logger, since } from "../lifecycle/_log.ts";
 import {
+  errorResponse,
   infoWithSignal,
   pathOf,
   refusal,
@@ -21,19 +22,7 @@ import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
 import { WebSockets } from "./_web_sockets.ts";
 import { keyOf } from "../supervisor/_census.ts";
-
-/** What a handler receives besides the request. */
-export interface GracefulHandlerInfo
-  extends Deno.ServeHandlerInfo<Deno.NetAddr> {
-  /** Aborts when the server starts draining: end streams and sockets. */
-  signal: AbortSignal;
-}
-
-/** A web-standard handler, as for `Deno.serve`, with a drain `signal`. */
-export type GracefulHandler = (
-  request: Request,
-  info: GracefulHandlerInfo,
-) => Response | Promise<Response>;
+import type { GracefulHandler } from "./_server_types.ts";
 
 /** Options the traffic wrapper needs from the server. */
 export interface TrafficOptions {
@@ -68,7 +57,10 @@ export class Traffic implements Arrivals {
   /** Requests that failed because the drain took their body (should be none). */
   #broken: string[] = [];
   /** True from the moment the server starts draining. */
-  draining = false;
+  get draining(): boolean {
+    return this.#draining;
+  }
+  #draining = false;
   /** The probe paths, and the app's readiness. */
   readonly health: Health;
   /** True when there is a probe path: only then is a request's path read. */
@@ -80,7 +72,8 @@ export class Traffic implements Arrivals {
   get preDraining(): boolean {
     return this.#preDraining;
   }
-  set preDraining(on: boolean) {
+  /** Starts (`true`) or ends a supervisor's pre-drain. */
+  preDrain(on: boolean): void {
     this.#preDraining = on;
     if (!on) this.#told.clear();
   }
@@ -92,19 +85,36 @@ export class Traffic implements Arrivals {
    */
   #told = new Set<string>();
   /**
-   * Set just before Deno's `shutdown()`: from then on, a body that Deno
-   * hands over may already be unreadable (denoland/deno#36809).
+   * True from just before Deno's `shutdown()` (`closingListener`): from
+   * then on, a body that Deno hands over may already be unreadable
+   * (denoland/deno#36809).
    */
-  listenerClosed = false;
+  get listenerClosed(): boolean {
+    return this.#listenerClosed;
+  }
+  #listenerClosed = false;
+  /** Says that Deno's `shutdown()` is being called now. */
+  closingListener(): void {
+    this.#listenerClosed = true;
+  }
   /** Late requests answered 503 because their body was already gone. */
-  lateRefused = 0;
+  get lateRefused(): number {
+    return this.#lateRefused;
+  }
+  #lateRefused = 0;
   /** Requests (or streams) that finished after draining started. */
-  drained = 0;
+  get drained(): number {
+    return this.#drained;
+  }
+  #drained = 0;
   /**
    * `performance.now()` of the last request other than the health path
    * since the drain started (only the drain needs it).
    */
-  lastArrival = -Infinity;
+  get lastArrival(): number {
+    return this.#lastArrival;
+  }
+  #lastArrival = -Infinity;
   /** `performance.now()` when the drain started. */
   #drainStart = 0;
 
@@ -121,7 +131,7 @@ export class Traffic implements Arrivals {
 
   /** Starts the drain. */
   startDraining(): void {
-    this.draining = true;
+    this.#draining = true;
     this.#drainStart = performance.now();
   }
 
@@ -206,7 +216,7 @@ export class Traffic implements Arrivals {
     // Before the drain a request carries nothing more: it is recorded only
     // if its handler is still running when it returns.
     if (!this.draining) return this.#runLight(request, info);
-    const work = new Work(request, this.lastArrival = performance.now());
+    const work = new Work(request, this.#lastArrival = performance.now());
     if (this.listenerClosed && this.#hold && mayHaveBody(request)) {
       return this.#late(work, info, this.#hold);
     }
@@ -300,7 +310,7 @@ export class Traffic implements Arrivals {
   ): Promise<Response> {
     const whole = await hold.late(work.request);
     if (!whole) {
-      this.lateRefused++;
+      this.#lateRefused++;
       return this.#refusal(work.request, "server shutting down\n");
     }
     return await this.#run(new Work(whole, work.start), info);
@@ -373,7 +383,7 @@ export class Traffic implements Arrivals {
   }
 
   #finished() {
-    if (this.draining) this.drained++;
+    if (this.draining) this.#drained++;
   }
 
   async #failed(request: Request, error: unknown): Promise<Response> {
@@ -383,18 +393,6 @@ export class Traffic implements Arrivals {
         `${request.method} ${pathOf(request.url)} (${error.message})`,
       );
     }
-    if (this.#options.onError) {
-      try {
-        return await this.#options.onError(error);
-      } catch (again) {
-        error = again;
-      }
-    }
-    this.#options.logger.error(
-      `handler failed for ${request.method} ${pathOf(request.url)}: ${
-        error instanceof Error ? (error.stack ?? error.message) : String(error)
-      }`,
-    );
-    return new Response("Internal Server Error\n", { status: 500 });
+    return await errorResponse(request, error, this.#options);
   }
 }

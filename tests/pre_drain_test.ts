@@ -107,6 +107,53 @@ Deno.test({
 
 Deno.test({
   name:
+    "after the pre-drain, an idle kept-alive connection is not closed under its client: a request on it is answered with Connection: close, then the old worker exits",
+  ignore: !linux,
+  async fn() {
+    const { proc, port } = await supervise(300);
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    try {
+      assert.equal((await conn.request("/")).status, 200);
+      proc.kill("SIGHUP");
+      await proc.waitFor(
+        /steered away on \S+: new connections go elsewhere; open ones close once told Connection: close or closed by their client \(at most 5000 ms\)/,
+      );
+      assert.doesNotMatch(proc.stderr, /\(generation 1\) exited/);
+      // Past the pre-drain's end, where it used to be closed: still open.
+      const late = await conn.request("/");
+      assert.equal(late.status, 200);
+      assert.equal(late.headers.get("connection"), "close");
+      await proc.waitFor(/\(generation 1\) exited with code 0/, 3000);
+    } finally {
+      conn.close();
+    }
+    await stop(proc);
+  },
+});
+
+Deno.test({
+  name:
+    "after the pre-drain, an idle kept-alive connection its client closes lets the old worker exit at once, long before the 5 s bound",
+  ignore: !linux,
+  async fn() {
+    const { proc, port } = await supervise(300);
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    assert.equal((await conn.request("/")).status, 200);
+    proc.kill("SIGHUP");
+    await proc.waitFor(/steered away on \S+/);
+    const closed = performance.now();
+    conn.close();
+    await proc.waitFor(/\(generation 1\) exited with code 0/, 10_000);
+    const ms = performance.now() - closed;
+    assert.ok(ms < 2000, `old worker exited ${ms} ms after the client closed`);
+    await stop(proc);
+  },
+});
+
+Deno.test({
+  name:
     "pre-drain: a keep-alive connection that sends during it gets Connection: close, and then the worker is quiet",
   ignore: !linux,
   async fn() {

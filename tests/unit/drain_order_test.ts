@@ -18,10 +18,12 @@ interface Fake {
 }
 
 function fake(
-  { ffi = false, quiet = true, bodies = 0 }: {
+  { ffi = false, quiet = true, bodies = 0, steered = false }: {
     ffi?: boolean;
-    quiet?: boolean;
+    /** What the census says, or a function of the time it asks. */
+    quiet?: boolean | (() => boolean);
     bodies?: number;
+    steered?: boolean;
   } = {},
 ): Fake {
   const events: string[] = [];
@@ -44,13 +46,13 @@ function fake(
     broken: [],
     drained: 0,
     lateRefused: 0,
-    listenerClosed: false,
+    closingListener: () => {},
   } as unknown as Traffic;
   const host: DrainHost = {
     where: "127.0.0.1:1",
     traffic,
     logger: { ...silentLogger, info: (line) => lines.push(line) },
-    drainTimeout: 5000,
+    drainTimeout: 20_000,
     streamsCounted: "events",
     finished: closed.promise,
     abort: () => events.push("abort"),
@@ -62,7 +64,9 @@ function fake(
       events.push("shutdown");
       closed.resolve();
     },
-    quiet: () => ffi ? quiet : undefined,
+    quiet: () =>
+      ffi ? (typeof quiet === "function" ? quiet() : quiet) : undefined,
+    steered: () => steered,
   };
   return {
     host,
@@ -129,6 +133,38 @@ Deno.test("drain under the supervisor with detach: shut, settled, then shutdown(
   await runDrain(f.host, "restart", NO_DELAY, true);
   assert.deepEqual(f.events, ["draining", "abort", "detach", "shutdown"]);
   assert.ok(f.lines.some((l) => /detached the listener/.test(l)));
+});
+
+Deno.test("drain under the supervisor, steered: the listener stays open until the connections settle; an idle one is kept until its client closes it", async () => {
+  const start = performance.now();
+  // The census sees an idle kept-alive connection for 150 ms, then none.
+  const f = fake({
+    ffi: true,
+    steered: true,
+    quiet: () => performance.now() - start > 150,
+  });
+  await runDrain(f.host, "restart", NO_DELAY, false);
+  const took = performance.now() - start;
+  assert.deepEqual(f.events, ["draining", "abort", "shutdown"]);
+  assert.ok(took >= 150 && took < 1000, `${took} ms`);
+  assert.ok(
+    f.lines.some((l) =>
+      /steered away .*closed by their client \(at most 5000 ms\)/.test(l)
+    ),
+    f.lines.join("\n"),
+  );
+});
+
+Deno.test("drain under the supervisor, steered, a connection never quiet: shutdown() at half the deadline when that is sooner, not forced", async () => {
+  const f = fake({ ffi: true, steered: true, quiet: false });
+  f.host = { ...f.host, drainTimeout: 400 };
+  const start = performance.now();
+  const result = await runDrain(f.host, "restart", NO_DELAY, false);
+  const took = performance.now() - start;
+  assert.equal(f.events.at(-1), "shutdown");
+  assert.ok(took >= 190 && took < 390, `${took} ms`);
+  assert.equal(result.forced, false);
+  assert.ok(f.lines.some((l) => /at most 200 ms/.test(l)), f.lines.join("\n"));
 });
 
 Deno.test("drain, alone with a fixed delay and --allow-ffi: the listener is shut at the delay's end, not at the signal", async () => {
