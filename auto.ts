@@ -14,7 +14,9 @@
  * exits with one line naming a bad one): `GRACEFUL_DRAIN_TIMEOUT`,
  * `GRACEFUL_DRAIN_DELAY`, `GRACEFUL_HOOKS_TIMEOUT` (ms),
  * `GRACEFUL_HEALTH_PATH`, `GRACEFUL_SIGNALS` (comma-separated),
- * `GRACEFUL_QUIET=1`. Without `--allow-env` the defaults apply.
+ * `GRACEFUL_QUIET=1`. Without `--allow-env` the defaults apply. The app's
+ * own `Deno.serve` options go to `serve()` over these, so `readyWhen` or
+ * `livenessPath` given there work (plain Deno ignores them).
  *
  * It does not: change anything if the app never calls `Deno.serve`; affect
  * `deno serve` (which uses an internal server; use `./serve_default`); wrap

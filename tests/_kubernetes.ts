@@ -42,6 +42,10 @@ export interface Recipe {
   readinessPath: string;
   /** `livenessProbe.httpGet.path`. */
   livenessPath: string;
+  /** `startupProbe.httpGet.path`. */
+  startupPath: string;
+  /** `startupProbe`'s `periodSeconds × failureThreshold` (ms). */
+  startupBudgetMs: number;
   terminationGracePeriodSeconds: number;
   replicas: number;
 }
@@ -62,6 +66,10 @@ export async function recipe(): Promise<Recipe> {
     env,
     readinessPath: field(/readinessProbe:\s*\n\s*httpGet: \{ path: (\S+),/),
     livenessPath: field(/livenessProbe:\s*\n\s*httpGet: \{ path: (\S+),/),
+    startupPath: field(/startupProbe:\s*\n\s*httpGet: \{ path: (\S+),/),
+    startupBudgetMs: 1000 *
+      Number(field(/startupProbe:[^]*?periodSeconds: (\d+)/)) *
+      Number(field(/startupProbe:[^]*?failureThreshold: (\d+)/)),
     terminationGracePeriodSeconds: Number(
       field(/terminationGracePeriodSeconds: (\d+)/),
     ),
@@ -130,6 +138,10 @@ export class Pod {
   killed = false;
   /** Liveness probe answers (HTTP status, "000" refused) while it drained. */
   liveness: Record<string, number> = {};
+  /** Startup probe answers until its first 200 (status → count). */
+  startup: Record<string, number> = {};
+  /** Start → the startup probe's first 200 (ms). */
+  startedMs = 0;
   constructor(
     readonly ns: string,
     readonly ip: string,
@@ -258,8 +270,10 @@ export class Cluster {
   }
 
   /**
-   * Starts a pod with the recipe's command and variables (plus `env`) and
-   * waits until its readiness probe answers 200 (probed from the node).
+   * Starts a pod with the recipe's command and variables (plus `env`), then
+   * probes from the node as the kubelet does: the startup probe until its
+   * first 200 (within its `periodSeconds × failureThreshold`; every 100 ms
+   * here), and only then the readiness probe until 200.
    */
   async startPod(r: Recipe, env: Record<string, string> = {}): Promise<Pod> {
     const { ns, ip } = await this.#pod("pod");
@@ -278,7 +292,17 @@ export class Cluster {
     );
     const pod = new Pod(ns, ip, proc);
     this.pods.push(pod);
-    await proc.waitFor(/listening on/, 60_000);
+    const start = performance.now();
+    for (;;) {
+      const code = await this.#probe(pod, r.startupPath);
+      if (code === "200") break;
+      pod.startup[code] = (pod.startup[code] ?? 0) + 1;
+      if (performance.now() - start > r.startupBudgetMs) {
+        throw new Error(`pod ${ip}: startup probe failed\n${proc.output()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    pod.startedMs = performance.now() - start;
     const deadline = performance.now() + 30_000;
     while (!(await this.#ready(pod, r.readinessPath))) {
       if (performance.now() > deadline) {
@@ -400,6 +424,8 @@ export interface KubeRun {
   logs: string[];
   /** Each deleted pod's liveness answers while it drained (status → count). */
   liveness: Record<string, number>[];
+  /** The pods started by the updates: startup probe answers before 200. */
+  startups: { answers: Record<string, number>; ms: number }[];
 }
 
 /**
@@ -499,6 +525,10 @@ export async function kubeRun(
       pids: cluster.pods.map((pod) => pod.proc.pid),
       logs: deleted.map((pod) => pod.proc.stderr),
       liveness: deleted.map((pod) => pod.liveness),
+      startups: cluster.pods.slice(r.replicas).map((pod) => ({
+        answers: pod.startup,
+        ms: Math.round(pod.startedMs),
+      })),
     };
   } finally {
     for (const load of loads) {

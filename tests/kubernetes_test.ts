@@ -75,3 +75,28 @@ Deno.test({
     assert.deepEqual(run.codes, run.codes.map(() => 0));
   },
 });
+
+Deno.test({
+  name:
+    "Kubernetes rolling update with a slow start (readyWhen 1.5 s after listening): the startup probe answers 503 until the app is ready, the pod takes traffic only then, 0 failed requests",
+  ignore: missing !== undefined,
+  async fn() {
+    const r = await recipe();
+    const startMs = 1500;
+    const run = await kubeRun({
+      propagationMs: 1000,
+      env: { POD_START_MS: String(startMs) },
+    });
+    for (const client of run.clients) {
+      assert.equal(client.failed, 0, summary(run));
+    }
+    assert.equal(run.startups.length, r.replicas);
+    for (const { answers, ms } of run.startups) {
+      // Listening but not ready: 503 on the startup probe's path, for about
+      // 1.5 s (probed every 100 ms), then 200.
+      assert.ok((answers["503"] ?? 0) >= 5, JSON.stringify(run.startups));
+      assert.ok(ms >= startMs, JSON.stringify(run.startups));
+    }
+    assert.deepEqual(run.codes, run.codes.map(() => 0), run.logs.join("\n"));
+  },
+});
