@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,balancers,kubernetes,clients
+ *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,balancers,kubernetes,clients
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -26,9 +26,10 @@ import { kubernetes } from "./_kubernetes.ts";
 import { clientStops } from "./_clients.ts";
 import { drainMemory } from "./_drain_memory.ts";
 import { censusCost } from "./_census.ts";
+import { telemetryCost } from "./_telemetry.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -63,6 +64,27 @@ if (args.has("--report")) {
   const saved = JSON.parse(await Deno.readTextFile(`${RESULTS}/results.json`));
   console.log(await writeReports(RESULTS, saved));
   Deno.exit(0);
+}
+const PARTS = [
+  "overhead",
+  "shutdown",
+  "restarts",
+  "memory",
+  "drain-memory",
+  "census",
+  "telemetry",
+  "balancers",
+  "kubernetes",
+  "clients",
+];
+const unknown = only?.find((part) => !PARTS.includes(part));
+if (unknown !== undefined) {
+  console.error(
+    `bench: --only: unknown part ${JSON.stringify(unknown)} (known: ${
+      PARTS.join(", ")
+    })\n${USAGE}`,
+  );
+  Deno.exit(2);
 }
 const wanted = (part: string) => !only || only.includes(part);
 const log = (line: string) => console.error(`[bench] ${line}`);
@@ -219,6 +241,9 @@ if (wanted("drain-memory")) {
 }
 if (wanted("census")) {
   results.census = await censusCost([20, 200], smoke ? 1 : 5, log);
+}
+if (wanted("telemetry")) {
+  results.telemetry = await telemetryCost(smoke ? 1 : 5, log);
 }
 if (wanted("balancers")) {
   results.balancers = await balancers(
