@@ -73,13 +73,18 @@ serve({
       };
       send();
       timer = setInterval(send, TICK_MS);
-      info.signal.addEventListener("abort", () => {
+      const bye = () => {
         clearInterval(timer);
         controller.enqueue(
           encoder.encode("event: bye\ndata: server restarting\n\n"),
         );
         controller.close();
-      }, { once: true });
+      };
+      // A client can come back while the server drains (on a kept-alive
+      // connection): the signal has aborted already, and a listener added
+      // now would never run.
+      if (info.signal.aborted) bye();
+      else info.signal.addEventListener("abort", bye, { once: true });
     },
     cancel() {
       clearInterval(timer);

@@ -209,13 +209,13 @@ export async function runDrain(
   const result: DrainResult = {
     reason,
     durationMs: since(start),
-    drained: host.traffic.drained,
+    drained: host.traffic.counts.drained,
     cut,
     broken,
     forced,
   };
   recordDrain(start, where, result);
-  const late = host.traffic.lateRefused;
+  const late = host.traffic.counts.lateRefused;
   host.logger.info(
     `drained ${where} in ${result.durationMs} ms: ${result.drained} request(s) completed` +
       (forced ? `, ${cut.length} cut at the deadline` : "") +

@@ -10,8 +10,8 @@ import { OpenStream } from "./_work.ts";
 export class OpenStreams {
   #open = new Set<OpenStream>();
 
-  /** `ended`: called once for each stream that ends by itself. */
-  constructor(readonly ended: () => void) {}
+  /** `ended`: called once for each stream that ends by itself, with its peer. */
+  constructor(readonly ended: (peer?: Deno.NetAddr) => void) {}
 
   /** Streams still open. */
   get size(): number {
@@ -20,18 +20,23 @@ export class OpenStreams {
 
   /**
    * Wraps the streaming body of `res` (a JS stream of unknown length) and
-   * keeps it until it ends; `start` as for `Work`.
+   * keeps it until it ends; `start` as for `Work`. `endAfter`: ms after
+   * which it is ended if it has not ended by itself.
    */
   wrap(
     request: Request,
     start: number | undefined,
     res: Response,
-    peer?: Deno.NetAddr,
+    info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    endAfter?: number,
   ): Response {
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const body = endable(res.body!, () => {
-      if (this.#open.delete(stream)) this.ended();
+      clearTimeout(timer);
+      if (this.#open.delete(stream)) this.ended(stream.peer);
     });
-    const stream = new OpenStream(request, start, body, peer);
+    const stream = new OpenStream(request, start, body, info?.remoteAddr);
+    if (endAfter !== undefined) timer = setTimeout(body.end, endAfter);
     this.#open.add(stream);
     return new Response(body.stream, {
       status: res.status,

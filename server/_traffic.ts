@@ -21,7 +21,7 @@ import { BodyHold, mayHaveBody } from "./_body_hold.ts";
 import { type OpenStream, Work } from "./_work.ts";
 import { OpenStreams } from "./_open_streams.ts";
 import { WebSockets } from "./_web_sockets.ts";
-import { keyOf } from "../supervisor/_census.ts";
+import { Announced } from "./_announced.ts";
 import type { GracefulHandler } from "./_server_types.ts";
 
 /** Options the traffic wrapper needs from the server. */
@@ -41,6 +41,13 @@ export interface TrafficOptions {
   logger: Logger;
 }
 
+/**
+ * How long an event stream begun after the drain signal may run (its
+ * client came back on a kept-alive connection): it then ends, told
+ * `Connection: close`, and the client reconnects elsewhere.
+ */
+const LATE_STREAM_MS = 100;
+
 /** Tracks and wraps the requests of one server. */
 export class Traffic implements Arrivals {
   /** Handlers still running. */
@@ -50,7 +57,7 @@ export class Traffic implements Arrivals {
   /** What holds Deno's `shutdown()` back, where it loses bodies. */
   readonly #hold: BodyHold | undefined;
   /** Streaming responses the deadline can end. */
-  #streams = new OpenStreams(() => this.#finished());
+  #streams = new OpenStreams((peer) => this.#finished(peer));
   /** WebSockets upgraded here, until their closing handshake is done. */
   readonly webSockets: WebSockets = new WebSockets();
   #options: TrafficOptions;
@@ -75,15 +82,11 @@ export class Traffic implements Arrivals {
   /** Starts (`true`) or ends a supervisor's pre-drain. */
   preDrain(on: boolean): void {
     this.#preDraining = on;
-    if (!on) this.#told.clear();
+    if (!on) this.#announced.clear();
   }
   #preDraining = false;
-  /**
-   * Peers told `Connection: close` while draining or pre-draining: Deno
-   * keeps such a connection open until the client closes it, but no
-   * request may follow on it.
-   */
-  #told = new Set<string>();
+  /** Peers told `Connection: close` (or a stream's end) while draining. */
+  #announced = new Announced();
   /**
    * True from just before Deno's `shutdown()` (`closingListener`): from
    * then on, a body that Deno hands over may already be unreadable
@@ -97,16 +100,15 @@ export class Traffic implements Arrivals {
   closingListener(): void {
     this.#listenerClosed = true;
   }
-  /** Late requests answered 503 because their body was already gone. */
-  get lateRefused(): number {
-    return this.#lateRefused;
-  }
-  #lateRefused = 0;
-  /** Requests (or streams) that finished after draining started. */
-  get drained(): number {
-    return this.#drained;
+  /**
+   * Requests (or streams) finished after draining started, and late ones
+   * answered 503 because their body was already gone.
+   */
+  get counts(): { drained: number; lateRefused: number } {
+    return { drained: this.#drained, lateRefused: this.#lateRefused };
   }
   #drained = 0;
+  #lateRefused = 0;
   /**
    * `performance.now()` of the last request other than the health path
    * since the drain started (only the drain needs it).
@@ -134,12 +136,10 @@ export class Traffic implements Arrivals {
     this.#draining = true;
     this.#drainStart = performance.now();
   }
-
   /** Resolves with the time of the health path's first 503. */
   get healthRefused(): Promise<number> {
     return this.health.refused;
   }
-
   /** True when a health path is set. */
   get hasHealthPath(): boolean {
     return this.health.hasHealthPath;
@@ -180,23 +180,12 @@ export class Traffic implements Arrivals {
     return this.#pending.size + this.#streams.size;
   }
 
-  /**
-   * The peers (`peerKey` in `_census.ts`) of the connections that cannot carry a
-   * request unannounced: busy with one (a handler still running or a
-   * stream still open: their responses say `Connection: close` once
-   * draining or pre-draining), or already told `Connection: close`.
-   */
+  /** The peers whose connections cannot carry a request unannounced. */
   announcedPeers(): Set<string> {
-    const busy = new Set<string>(this.#told);
-    for (const work of this.#pending.toArray()) {
-      const key = work.info && keyOf(work.info.remoteAddr);
-      if (key) busy.add(key);
-    }
-    for (const peer of this.#streams.peers()) {
-      const key = keyOf(peer);
-      if (key) busy.add(key);
-    }
-    return busy;
+    return this.#announced.peers([
+      ...this.#pending.toArray().map((work) => work.info?.remoteAddr),
+      ...this.#streams.peers(),
+    ]);
   }
 
   /** The wrapped handler to give to `Deno.serve`. */
@@ -361,8 +350,7 @@ export class Traffic implements Arrivals {
     if (res.status === 101) this.webSockets.watch(res);
     if (this.draining || this.#preDraining) {
       res = withClose(request, res);
-      const key = info && keyOf(info.remoteAddr);
-      if (key) this.#told.add(key);
+      this.#announced.tell(info?.remoteAddr);
     }
     const ends = this.#options.endStreams;
     // hasOpenEndedBody first: it reads Deno's internal record and, for the
@@ -372,18 +360,32 @@ export class Traffic implements Arrivals {
     if (this.#hold && mayHaveBody(request)) {
       this.#hold.answered(request, res, info?.completed);
     }
-    if (
-      ends && hasOpenEndedBody(res) && (ends === "all" || isEventStream(res))
-    ) {
-      res = this.#streams.wrap(request, work?.start, res, info?.remoteAddr);
+    const open = ends && hasOpenEndedBody(res);
+    const events = open && isEventStream(res);
+    if (open && (ends === "all" || events)) {
+      // An event stream begun after the drain signal ends soon.
+      const late = events && this.#options.signal.aborted;
+      res = this.#streams.wrap(
+        request,
+        work?.start,
+        res,
+        info,
+        late ? LATE_STREAM_MS : undefined,
+      );
     } else {
       this.#finished();
     }
     return res;
   }
 
-  #finished() {
+  /**
+   * A response or stream is done. A stream that ends after the drain signal
+   * leaves its client about to come back (`EventSource` does): its
+   * connection counts as told, so Deno's `shutdown()` may close it.
+   */
+  #finished(peer?: Deno.NetAddr) {
     if (this.draining) this.#drained++;
+    if (this.#options.signal.aborted) this.#announced.tell(peer);
   }
 
   async #failed(request: Request, error: unknown): Promise<Response> {

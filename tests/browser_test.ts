@@ -67,8 +67,13 @@ Deno.test({
       "ids are consecutive: none lost, none repeated",
     );
     assert.deepEqual(state.pids, workerPids(proc));
-    assert.equal(state.opens, RESTARTS + 1);
-    assert.equal(state.byes, RESTARTS);
+    // Chrome may reconnect on a kept-alive connection to the old worker,
+    // which the old worker keeps open after its pre-drain: that stream
+    // gets the app's bye at once and Connection: close, and the next
+    // reconnect reaches the new worker. Every stream but the last ended
+    // with the app's bye.
+    assert.ok(state.opens >= RESTARTS + 1, JSON.stringify(state));
+    assert.equal(state.byes, state.opens - 1, JSON.stringify(state));
     proc.kill("SIGTERM");
     assert.equal((await proc.status).code, 0);
   },

@@ -134,6 +134,31 @@ Deno.test({
 
 Deno.test({
   name:
+    "after the pre-drain, an event stream asked for on a kept-alive connection (the drain signal already aborted) is told Connection: close and ended after 100 ms: the old worker exits at once, not at the deadline",
+  ignore: !linux,
+  async fn() {
+    // /sse-coop ends its stream from an abort listener, which an already
+    // aborted signal never calls: left alone, it would run to the deadline.
+    const { proc, port } = await supervise(300);
+    await using _ = proc;
+    const conn = await Conn.open(port);
+    try {
+      assert.equal((await conn.request("/")).status, 200);
+      proc.kill("SIGHUP");
+      await proc.waitFor(/steered away on \S+/);
+      const late = await conn.request("/sse-coop");
+      assert.equal(late.headers.get("connection"), "close");
+      assert.match(late.body, /^data: hello\n\n(data: tick\n\n){0,4}$/);
+      await proc.waitFor(/\(generation 1\) exited with code 0/, 3000);
+    } finally {
+      conn.close();
+    }
+    await stop(proc);
+  },
+});
+
+Deno.test({
+  name:
     "after the pre-drain, an idle kept-alive connection its client closes lets the old worker exit at once, long before the 5 s bound",
   ignore: !linux,
   async fn() {

@@ -44,8 +44,7 @@ function fake(
     healthRefused: new Promise(() => {}),
     cut: () => [],
     broken: [],
-    drained: 0,
-    lateRefused: 0,
+    counts: { drained: 0, lateRefused: 0 },
     closingListener: () => {},
   } as unknown as Traffic;
   const host: DrainHost = {
