@@ -1,7 +1,8 @@
 /**
- * Shutdown latency: signal → process exit, for an idle server, a server with
- * one in-flight request of known remaining time, and a never-ending stream
- * against the drain deadline.
+ * Shutdown latency: signal → process exit, for idle servers (by hand,
+ * serve(), serve() with --allow-ffi, the auto preload: side by side, in
+ * turn each round), a server with one in-flight request of known remaining
+ * time, and a never-ending stream against the drain deadline.
  */
 import { Conn, median, round, startServer } from "./_run.ts";
 
@@ -19,8 +20,32 @@ const IN_FLIGHT_MS = 500;
 const SIGNAL_AT_MS = 100;
 const DEADLINE_MS = 500;
 
-async function idle(): Promise<number> {
-  const { proc } = await startServer({ impl: "graceful" }, false);
+const AUTO = new URL("../auto.ts", import.meta.url).pathname;
+
+/**
+ * Idle servers side by side, run in turn each round: SIGTERM → exit (ms).
+ * With their progress lines on, as users run them.
+ */
+const IDLE: [string, Record<string, unknown>, string[]][] = [
+  ["idle, Deno.serve + shutdown() by hand", { impl: "byhand" }, []],
+  ["idle, serve()", { impl: "graceful", log: true }, []],
+  ["idle, serve() --allow-ffi", { impl: "graceful", log: true }, [
+    "--allow-ffi",
+  ]],
+  ["idle, the auto preload over Deno.serve", { impl: "raw" }, [
+    "--allow-env",
+    "--preload",
+    AUTO,
+  ]],
+];
+
+async function idle(
+  config: Record<string, unknown>,
+  flags: string[],
+): Promise<number> {
+  const { proc } = await startServer(config, false, flags);
+  // Idle: 100 ms after it said it listens (what runs at start is done).
+  await new Promise((r) => setTimeout(r, 100));
   const signalled = performance.now();
   proc.kill("SIGTERM");
   await proc.status;
@@ -63,8 +88,17 @@ export async function shutdownLatency(
   runs: number,
   log: (line: string) => void,
 ): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = [];
+  const idles: number[][] = IDLE.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [at, [, config, flags]] of IDLE.entries()) {
+      idles[at].push(await idle(config, flags));
+    }
+  }
+  for (const [at, [scenario]] of IDLE.entries()) {
+    rows.push(row(scenario, runs, "exit − signal", idles[at], log));
+  }
   const scenarios: [string, string, () => Promise<number>][] = [
-    ["idle server", "exit − signal", idle],
     [
       `one request in flight (${IN_FLIGHT_MS} ms handler, signal at ${SIGNAL_AT_MS} ms)`,
       "exit − response received",
@@ -76,22 +110,28 @@ export async function shutdownLatency(
       deadline,
     ],
   ];
-  const rows: LatencyRow[] = [];
   for (const [scenario, measure, fn] of scenarios) {
     const values: number[] = [];
     for (let i = 0; i < runs; i++) values.push(await fn());
-    rows.push({
-      scenario,
-      runs,
-      measure,
-      median: round(median(values)),
-      max: round(Math.max(...values)),
-    });
-    log(
-      `shutdown ${scenario}: median ${rows.at(-1)!.median} ms, max ${
-        rows.at(-1)!.max
-      } ms`,
-    );
+    rows.push(row(scenario, runs, measure, values, log));
   }
   return rows;
+}
+
+function row(
+  scenario: string,
+  runs: number,
+  measure: string,
+  values: number[],
+  log: (line: string) => void,
+): LatencyRow {
+  const r = {
+    scenario,
+    runs,
+    measure,
+    median: round(median(values)),
+    max: round(Math.max(...values)),
+  };
+  log(`shutdown ${scenario}: median ${r.median} ms, max ${r.max} ms`);
+  return r;
 }

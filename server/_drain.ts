@@ -126,7 +126,9 @@ export async function runDrain(
   const deadline = timer(host.drainTimeout, "deadline" as const);
   const detached = detach === true && host.detach() > 0;
   const shut = settleHere || detached || steered;
-  if (shut) {
+  // Alone and quiet already (no connection open, or all told): nothing to
+  // wait for, nothing to say.
+  if (shut && !(settleHere && host.quiet() === true)) {
     // The listener is shut (or gets nothing new): connections it accepted
     // get a moment to deliver their request, and kept-alive ones to be told
     // `Connection: close` or closed by their client, before Deno's drain
