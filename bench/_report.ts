@@ -8,6 +8,7 @@ import type { KubeRow } from "./_kubernetes.ts";
 import type { ClientRow } from "./_clients.ts";
 import type { CensusRow } from "./_census.ts";
 import type { TelemetryRow } from "./_telemetry.ts";
+import type { RestartIdleRow } from "./_restart_idle.ts";
 import type { DrainMemoryRow } from "./_drain_memory.ts";
 import { median } from "./_run.ts";
 
@@ -32,6 +33,8 @@ export interface Results {
   census?: CensusRow[];
   /** The drain's telemetry calls with OpenTelemetry off (absent in older results). */
   telemetry?: TelemetryRow;
+  /** An idle server's restart, part by part (absent in older results). */
+  restartIdle?: RestartIdleRow[];
 }
 
 /** The results as Markdown. */
@@ -215,6 +218,22 @@ export function markdown(r: Results): string {
       "| --- | --- | --- |",
       ...r.census.map((c) =>
         `| ${c.connections} | ${c.cpuUsPerLook} | ${c.runs.join(", ")} |`
+      ),
+      "",
+    );
+  }
+  if (r.restartIdle?.length) {
+    lines.push(
+      "## An idle server's restart, part by part",
+      "",
+      "SIGHUP → the old worker's exit seen by the bench, with the supervisor's own lines for the new worker's start (to its ready report) and the old worker's pre-drain, drain and exit; beside it, spawn → listening for a server alone, raw `Deno.serve` and `serve()` in turn. Medians.",
+      "",
+      "| what | ms | new worker ready in | old worker draining | runs |",
+      "| --- | ---: | ---: | ---: | ---: |",
+      ...r.restartIdle.map((x) =>
+        `| ${x.what} | ${x.totalMs} | ${x.readyMs ?? "—"} | ${
+          x.drainingMs ?? "—"
+        } | ${x.runs} |`
       ),
       "",
     );

@@ -6,7 +6,7 @@
  *   deno task bench            the full run (~20 min on 2 cores)
  *   deno task bench --long     more rounds, 100 restarts per configuration
  *   deno task bench --smoke    a few seconds: checks the harness, writes to a temp dir
- *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,balancers,kubernetes,clients
+ *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,restart-idle,balancers,kubernetes,clients
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
@@ -27,9 +27,10 @@ import { clientStops } from "./_clients.ts";
 import { drainMemory } from "./_drain_memory.ts";
 import { censusCost } from "./_census.ts";
 import { telemetryCost } from "./_telemetry.ts";
+import { restartIdle } from "./_restart_idle.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,restart-idle,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -73,6 +74,7 @@ const PARTS = [
   "drain-memory",
   "census",
   "telemetry",
+  "restart-idle",
   "balancers",
   "kubernetes",
   "clients",
@@ -244,6 +246,9 @@ if (wanted("census")) {
 }
 if (wanted("telemetry")) {
   results.telemetry = await telemetryCost(smoke ? 1 : 5, log);
+}
+if (wanted("restart-idle")) {
+  results.restartIdle = await restartIdle(smoke ? 2 : 11, log);
 }
 if (wanted("balancers")) {
   results.balancers = await balancers(
