@@ -6,7 +6,7 @@
  * itself takes to start a server: spawn → "listening" for raw `Deno.serve`
  * and for `serve()`, in turn each round. `deno task bench --only=restart-idle`.
  */
-import { median, Proc, SERVER, startServer } from "./_run.ts";
+import { median, type Proc, SERVER, startServer } from "./_run.ts";
 import { freePort, superviseScript } from "../tests/_helpers.ts";
 
 const APP = new URL("../tests/fixtures/app.ts", import.meta.url).pathname;
