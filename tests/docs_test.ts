@@ -121,6 +121,18 @@ Deno.test("docs: every supervised worker command (README, docs, restart.ts, deno
   assert.ok(seen >= 6, `found only ${seen} worker commands`);
 });
 
+Deno.test("docs: docs/restarts.md shows app.service's [Service] section as the file has it", async () => {
+  const unit = await Deno.readTextFile(
+    new URL("examples/deploy/app.service", root),
+  );
+  const service = unit.slice(
+    unit.indexOf("[Service]\n"),
+    unit.indexOf("\n[Install]"),
+  ).trimEnd();
+  const doc = await Deno.readTextFile(new URL("docs/restarts.md", root));
+  assert.ok(doc.includes("```ini\n" + service + "\n```"), service);
+});
+
 Deno.test("docs: docs/restarts.md shows restart.ts's usage as --help prints it", async () => {
   const { USAGE } = await import("../supervisor/_args.ts");
   const text = await Deno.readTextFile(new URL("docs/restarts.md", root));

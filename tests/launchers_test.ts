@@ -302,6 +302,7 @@ async function unit(port: number): Promise<Unit> {
     return m[1].trim();
   };
   assert.equal(value("KillMode"), "mixed", "the unit as shipped");
+  assert.equal(value("Type"), "notify-reload", "the unit as shipped");
   const [name, val] = value("Environment").split("=");
   const command = value("ExecStart").split(/\s+/).map((arg) =>
     arg === "/usr/bin/deno"
