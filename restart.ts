@@ -232,6 +232,10 @@ async function main(args: string[]): Promise<void> {
     Deno.exit(0);
   }
   const logger = stderrLoggerWith("supervisor");
+  // Once stopped, supervise() removes its listeners; until the exit, a stop
+  // signal still on its way (a group's copy) must find one, not the default
+  // action that would end the supervisor with it instead of its code.
+  for (const name of STOP_SIGNALS) Deno.addSignalListener(name, () => {});
   try {
     const { supervisor, stopped } = await supervise({ ...options, logger });
     await stopped;

@@ -311,8 +311,11 @@ export class Shutdown implements Disposable {
       `shutdown complete in ${durationMs} ms (${reason}), exit code ${exitCode}`,
     );
     recordShutdown(start, { reason, exitCode, failedHooks });
-    this[Symbol.dispose]();
+    // Exiting, the listeners stay until `Deno.exit`: a signal still on its
+    // way (a group's copy, after a stop the supervisor began) must find
+    // them, not the default action that would kill the process with it.
     if (exit) await exitFlushed(exitCode);
+    this[Symbol.dispose]();
     return { reason, exitCode, durationMs, forced, failedHooks };
   }
 }
