@@ -4,6 +4,7 @@
  * ready, and the kernel setting it prints at start.
  */
 import { WORKER_FLAGS } from "./_protocol.ts";
+import { since } from "../lifecycle/_log.ts";
 import type { Worker } from "./_worker.ts";
 
 export function describeExit(status: Deno.CommandStatus): string {
@@ -174,4 +175,22 @@ export function diedInWindow(
   return `worker pid ${fresh.pid} ${describeExit(status)} ${
     Math.round(performance.now() - fresh.started)
   } ms after start, during the old worker's pre-drain${lastLines(fresh)}`;
+}
+
+/** A new worker's ready line. */
+export function readyLine(worker: Worker): string {
+  return `worker pid ${worker.pid} (generation ${worker.generation}) ready in ${
+    since(worker.started)
+  } ms`;
+}
+
+/** The line of a restart done: every new pid. */
+export function servingLine(
+  generation: number,
+  ms: number,
+  pids: number[],
+): string {
+  return `generation ${generation} serving in ${ms} ms (pids ${
+    pids.join(", ")
+  })`;
 }

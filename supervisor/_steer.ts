@@ -13,7 +13,8 @@
  * it tells the old worker "you are `exclude` of `count`", and the program
  * sends each new connection to a random one of the others. The old worker
  * accepts what was already queued, serves it, and closes with an empty
- * queue. After the old worker has gone, `unsteer` detaches the program
+ * queue. After the restart's last old worker has gone (a steer replaces
+ * the program before it), `unsteer` detaches the program
  * (`SO_DETACH_REUSEPORT_BPF`, Linux ≥ 5.3; on older kernels a program that
  * always falls back to the hash takes its place).
  *

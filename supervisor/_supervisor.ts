@@ -7,19 +7,7 @@ import { type Logger, resolveLogger, since } from "../lifecycle/_log.ts";
 import { timer } from "../lifecycle/_timer.ts";
 import { Backoff } from "./_backoff.ts";
 import { Group } from "./_group.ts";
-import {
-  crashedLine,
-  diedInWindow,
-  exitCodeOf,
-  lastLines,
-  NotReadyError,
-  notReadyWhy,
-  readMigrateReq,
-  rolledBackLine,
-  wedgedLine,
-  worstExit,
-  worstLine,
-} from "./_reports.ts";
+import * as reports from "./_reports.ts";
 import {
   type SupervisorOptions,
   type SupervisorSettings,
@@ -56,6 +44,8 @@ export class Supervisor {
   #serving: Worker[] = [];
   #retiring = new Set<Worker>();
   #starting = new Set<Worker>();
+  /** New workers ready, waiting for their slot in a restart. */
+  #standby = new Set<Worker>();
   #generation = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #queuedRestart: Promise<boolean> | undefined;
@@ -65,7 +55,7 @@ export class Supervisor {
   /** Stops the pings (see `_heartbeat.ts`), once started. */
   #unbeat: (() => void) | undefined;
   /** `net.ipv4.tcp_migrate_req` as read once at construction, if readable. */
-  readonly tcpMigrateReq: string | undefined = readMigrateReq();
+  readonly tcpMigrateReq: string | undefined = reports.readMigrateReq();
   /** Whether queued connections migrate to a sibling listener. */
   readonly migrates: boolean = this.tcpMigrateReq === "1";
   /** False where `reusePort` is unavailable: restarts stop, then start. */
@@ -147,12 +137,12 @@ export class Supervisor {
   }
 
   /**
-   * Replaces every worker with a new generation, one slot at a time: start
-   * the new one, wait until it reports ready, then let the old one
-   * pre-drain and drain. A new worker that fails (at start, or in its
-   * slot's rollback window) rolls back that slot and the later ones; slots
-   * already replaced keep their new worker. Calls made meanwhile are
-   * coalesced into one follow-up. Resolves true if every worker was replaced.
+   * Replaces every worker with a new generation: (on Linux) every new one
+   * started and ready first, then each old one pre-drains and drains in
+   * turn. A new worker that fails to start rolls the whole generation back;
+   * one that dies in its slot's rollback window rolls back that slot and
+   * the later ones. Calls made meanwhile are coalesced into one follow-up.
+   * Resolves true if every worker was replaced.
    */
   restart(reason = "restart requested"): Promise<boolean> {
     if (this.#stopping) return Promise.resolve(false);
@@ -175,7 +165,7 @@ export class Supervisor {
   stop(reason = "stop requested"): Promise<void> {
     this.#stopping ??= (async () => {
       this.#unbeat?.();
-      const all = [...this.#serving, ...this.#retiring];
+      const all = [...this.#serving, ...this.#retiring, ...this.#standby];
       this.#logger.info(`${reason}: stopping ${all.length} worker(s)`);
       for (const w of this.#starting) w.kill("SIGTERM");
       // A worker that had died already (a crash being replaced) did not
@@ -183,16 +173,16 @@ export class Supervisor {
       const draining = new Set(all.filter((w) => !w.gone));
       const exits = await Promise.all(all.map(async (w) => {
         await this.#retire(w, "stop");
-        const code = exitCodeOf(await w.exited);
+        const code = reports.exitCodeOf(await w.exited);
         return { pid: w.pid, generation: w.generation, code, w };
       }));
       this.#serving = [];
       await this.#queue.catch(() => {});
       // Workers that were still starting when the stop came.
       await Promise.all([...this.#retiring].map((w) => w.exited));
-      const worst = worstExit(exits.filter((e) => draining.has(e.w)));
+      const worst = reports.worstExit(exits.filter((e) => draining.has(e.w)));
       this.#exitCode = worst.code;
-      if (worst.code !== 0) this.#logger.error(worstLine(worst));
+      if (worst.code !== 0) this.#logger.error(reports.worstLine(worst));
       this.#logger.info("all workers stopped");
       this.#stopped.resolve();
     })();
@@ -201,7 +191,7 @@ export class Supervisor {
 
   /** Kills every worker at once (SIGKILL). */
   kill(): void {
-    const all = [this.#serving, this.#retiring, this.#starting];
+    const all = [this.#serving, this.#retiring, this.#starting, this.#standby];
     for (const w of all.flatMap((set) => [...set])) w.kill("SIGKILL");
   }
 
@@ -216,13 +206,45 @@ export class Supervisor {
     const generation = this.#generation + 1;
     const start = performance.now();
     this.#logger.info(`${reason}: starting generation ${generation}`);
+    // All or nothing at the start: where ports are shared, every new worker
+    // is ready before any old one retires (#abandon stops them).
+    const standby = this.#standby;
+    try {
+      for (const _ of this.overlap ? this.#serving : []) {
+        standby.add(await this.#spawnReady(generation));
+      }
+    } catch (error) {
+      return this.#abandon(generation, (error as Error).message);
+    }
+    // Each slot's steer replaces the program before; only the last is
+    // detached: sent to another process, an unsteer could undo the next.
+    let unsteer: Worker | undefined;
+    try {
+      if (!await this.#handOver(generation, standby, (w) => unsteer = w)) {
+        return false;
+      }
+    } finally {
+      unsteer?.send({ kind: "unsteer" });
+    }
+    this.#generation = generation;
+    this.#logger.info(reports.servingLine(generation, since(start), this.pids));
+    return true;
+  }
+
+  /** The slots, one at a time; false once rolled back. */
+  async #handOver(
+    generation: number,
+    standby: Set<Worker>,
+    steered: (fresh: Worker) => void,
+  ): Promise<boolean> {
     for (let i = 0; i < this.#serving.length; i++) {
       if (this.#stopping) return false;
       const old = this.#serving[i];
       if (!this.overlap) await this.#retire(old, "stop");
       let fresh: Worker;
       try {
-        fresh = await this.#spawnReady(generation);
+        fresh = [...standby][0] ?? await this.#spawnReady(generation);
+        standby.delete(fresh);
       } catch (error) {
         return this.#abandon(generation, (error as Error).message);
       }
@@ -230,8 +252,7 @@ export class Supervisor {
         this.#serve(fresh, i);
         continue;
       }
-      // The rollback window: the old worker pre-drains while the new one
-      // takes over. If the new one dies in that time, the old one resumes.
+      // The rollback window: if the new one dies in it, the old one resumes.
       this.#serving[i] = fresh;
       const away = this.#settings.steer ? this.#group.awayFrom(old) : undefined;
       if (away) old.send({ kind: "steer", ...away });
@@ -247,30 +268,28 @@ export class Supervisor {
         this.#retiring.delete(old);
         old.resume(away !== undefined);
         this.#serving[i] = old;
-        return this.#abandon(generation, diedInWindow(fresh, outcome));
+        return this.#abandon(generation, reports.diedInWindow(fresh, outcome));
       }
       this.#serve(fresh, i);
       if (away) {
-        // The group's order must not change under a program that names
-        // indices: the old worker leaves before anything else joins.
+        // The group's order must not change under a program naming indices.
         await old.exited;
-        fresh.send({ kind: "unsteer" });
+        steered(fresh);
       }
     }
-    this.#generation = generation;
-    this.#logger.info(
-      `generation ${generation} serving in ${since(start)} ms (pids ${
-        this.pids.join(", ")
-      })`,
-    );
     return true;
   }
 
-  /** Rolls back: says so (the serving pids with their generations). */
-  #abandon(generation: number, why: string): false {
+  /** Rolls back: says so, then stops the new workers still on standby. */
+  async #abandon(generation: number, why: string): Promise<false> {
     if (!this.#stopping) {
-      this.#logger.error(rolledBackLine(generation, why, this.#serving));
+      this.#logger.error(
+        reports.rolledBackLine(generation, why, this.#serving),
+      );
     }
+    const standby = [...this.#standby];
+    this.#standby.clear();
+    await Promise.all(standby.map((w) => this.#retire(w, "stop")));
     return false;
   }
 
@@ -283,26 +302,22 @@ export class Supervisor {
     this.#starting.delete(worker);
     if (outcome === "ready" && this.#stopping) {
       await this.#retire(worker, "stop");
-      throw new NotReadyError("stopping");
+      throw new reports.NotReadyError("stopping");
     }
     if (outcome === "ready") {
       this.#group.join(worker);
       worker.exited.then(() => this.#group.leave(worker));
-      this.#logger.info(
-        `worker pid ${worker.pid} (generation ${generation}) ready in ${
-          since(worker.started)
-        } ms`,
-      );
+      this.#logger.info(reports.readyLine(worker));
       return worker;
     }
-    const why = notReadyWhy(worker.pid, outcome, readyTimeout);
+    const why = reports.notReadyWhy(worker.pid, outcome, readyTimeout);
     if (this.#stopping) {
       // stop() is ending it; its exit is all that is left to see.
       this.#retiring.add(worker);
       worker.kill("SIGTERM");
       worker.exited.then(() => this.#retiring.delete(worker));
     } else await worker.killNow();
-    throw new NotReadyError(why + lastLines(worker));
+    throw new reports.NotReadyError(why + reports.lastLines(worker));
   }
 
   /** Puts `worker` in slot `index`; if it dies there, it is replaced. */
@@ -326,7 +341,7 @@ export class Supervisor {
     uptime: number,
   ) {
     const delay = this.#backoff.next(index, uptime);
-    this.#logger.error(crashedLine(worker, status, uptime, delay));
+    this.#logger.error(reports.crashedLine(worker, status, uptime, delay));
     // One that never served has no uptime: the slot's backoff keeps growing.
     this.#refill(worker, index, delay).then((ok) =>
       ok || this.#stopping || this.#replace(worker, status, index, 0)
@@ -354,7 +369,9 @@ export class Supervisor {
 
   /** A worker that stopped answering: a new one takes its slot, then it dies. */
   #wedged(worker: Worker, silentMs: number) {
-    this.#logger.error(wedgedLine(worker, silentMs, this.#settings.heartbeat));
+    this.#logger.error(
+      reports.wedgedLine(worker, silentMs, this.#settings.heartbeat),
+    );
     const index = this.#serving.indexOf(worker);
     this.#refill(worker, index).then((ok) => {
       // Replaced: its exit is not a crash. Else killed all the same, then

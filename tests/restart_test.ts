@@ -9,6 +9,7 @@ import {
   type Netns,
   netns,
   Proc,
+  superviseScript,
   SUPERVISOR_FLAGS,
 } from "./_helpers.ts";
 
@@ -183,13 +184,12 @@ async function restartsUnderLoad(
     proc.stderr,
   );
   if (steering) {
-    // The new worker logs the unsteer once the old one has exited: wait for
-    // the last one rather than count before it is written.
-    await proc.waitFor(
-      new RegExp(`(steering on \\S+ ended[\\s\\S]*){${5 * workers}}`),
-    );
+    // A new worker logs the unsteer once the last old one has exited (one
+    // per restart: each slot's steer replaces the one before): wait for the
+    // last one rather than count before it is written.
+    await proc.waitFor(new RegExp(`(steering on \\S+ ended[\\s\\S]*){5}`));
   }
-  assert.equal(count(/steering on \S+ ended/g), steering ? 5 * workers : 0);
+  assert.equal(count(/steering on \S+ ended/g), steering ? 5 : 0);
   assert.equal(count(/cannot steer/g), ffi ? 0 : 5 * workers);
   proc.kill("SIGTERM");
   assert.equal((await proc.status).code, 0);
@@ -510,7 +510,7 @@ async function survivors(pids: number[], ms = 5000): Promise<number[]> {
   return left;
 }
 
-Deno.test("--workers 2: both serve; a restart replaces them one by one", async () => {
+Deno.test("--workers 2: both serve; a restart starts both new workers, then hands over the slots one by one", async () => {
   const { proc, port } = await supervise({ workers: 2 });
   await using _ = proc;
   const before = readyPids(proc);
@@ -519,15 +519,16 @@ Deno.test("--workers 2: both serve; a restart replaces them one by one", async (
   const after = await servingPids(proc, 2);
   assert.equal(after.length, 2);
   assert.ok(after.every((pid) => !before.includes(pid)));
-  // One by one: the first old worker was told to drain before the second new one was ready.
+  // Both new ones ready before any old one pre-drains, then one by one:
+  // the second old worker pre-drains after the first has exited.
   const log = proc.stderr;
-  const firstDrain = log.indexOf(
-    `worker pid ${before[0]} (generation 1): pre-drain`,
-  );
-  const secondReady = log.indexOf(
-    `worker pid ${after[1]} (generation 2) ready`,
-  );
-  assert.ok(firstDrain > 0 && firstDrain < secondReady, log);
+  const at = (text: string) => log.indexOf(text);
+  const secondReady = at(`worker pid ${after[1]} (generation 2) ready`);
+  const firstDrain = at(`worker pid ${before[0]} (generation 1): pre-drain`);
+  const firstGone = at(`worker pid ${before[0]} (generation 1) exited`);
+  const secondDrain = at(`worker pid ${before[1]} (generation 1): pre-drain`);
+  assert.ok(0 < secondReady && secondReady < firstDrain, log);
+  assert.ok(firstDrain < firstGone && firstGone < secondDrain, log);
   for (const pid of before) {
     await proc.waitFor(
       new RegExp(`worker pid ${pid} \\(generation 1\\) exited with code 0`),
@@ -956,4 +957,47 @@ Deno.test("a worker whose server has no lifecycle (shutdown: false) still exits 
   assert.equal(code, 0, proc.output());
   assert.ok(ms < 3000, `stopped ${ms} ms after SIGTERM`);
   assert.doesNotMatch(proc.stderr, /killing it/);
+});
+
+Deno.test("rollback with 2 workers is all or nothing: when the second new worker fails at start, no old worker has retired, the first new one is stopped, the log names the two old pids", async () => {
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  const ticketApp = here("./fixtures/ticket_app.ts");
+  // Tickets 1 and 2: generation 1; 3 and 4: generation 2, whose second fails.
+  const proc = await superviseScript(
+    ["--allow-read", "--allow-write", ticketApp, dir, String(port), "4"],
+    { flags: ["--workers", "2"] },
+  );
+  await using _ = proc;
+  try {
+    await proc.waitFor(/(\(generation 1\) ready[\s\S]*){2}/);
+    const old = readyPids(proc);
+    proc.kill("SIGHUP");
+    const [line] = await proc.waitFor(
+      /generation 2 failed, rolled back: worker pid \d+ exited with code 1 before it was ready[^\n]*(\n {2}[^\n]*)*; serving: [^\n]*/,
+    );
+    const serving = [...line.matchAll(/pid (\d+) \(generation (\d+)\)/g)];
+    assert.deepEqual(
+      serving.map((m) => [m[1], m[2]]).slice(-2),
+      old.map((pid) => [pid, "1"]),
+      line,
+    );
+    // The first new worker (ticket 3) was ready, then stopped: it drains.
+    const [, standby] = await proc.waitFor(
+      /worker pid (\d+) \(generation 2\) ready/,
+    );
+    await proc.waitFor(
+      new RegExp(`worker pid ${standby} \\(generation 2\\) exited with code 0`),
+    );
+    assert.doesNotMatch(proc.stderr, /pre-drain \(at most/);
+    const answers = new Set<string>();
+    for (let i = 0; i < 20; i++) answers.add((await get(port)).body.trim());
+    for (const answer of answers) {
+      assert.ok(old.some((pid) => answer === `ok ${pid}`), answer);
+    }
+    proc.kill("SIGTERM");
+    assert.equal((await exited(proc, 0)).code, 0, proc.output());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -149,7 +149,7 @@ const names = (workers: FakeWorker[]) =>
   workers.map((w) => `pid ${w.pid} (generation ${w.generation})`).join(", ");
 
 for (const workers of [1, 2, 3]) {
-  Deno.test(`supervisor (fake workers): ${workers} worker(s), a restart replaces every one; each old one is drained, committed, gone; the line names the new pids`, async () => {
+  Deno.test(`supervisor (fake workers): ${workers} worker(s), a restart starts every new one, then replaces the slots in turn (each old one steered, drained, committed, gone; one unsteer at the end); the line names the new pids`, async () => {
     await using h = harness(workers);
     await h.supervisor.start();
     const old = h.of(1);
@@ -159,11 +159,14 @@ for (const workers of [1, 2, 3]) {
     assert.deepEqual(h.supervisor.pids, fresh.map((w) => w.pid));
     for (const w of old) {
       assert.ok(w.gone);
-      assert.deepEqual(
-        w.commands.filter((k) => k === "drain" || k === "commit"),
-        ["drain", "commit"],
-      );
+      assert.deepEqual(w.commands, ["steer", "drain", "commit"]);
     }
+    // Each slot's steer replaces the program before it: one unsteer, from
+    // the last slot's new worker, once every old worker has gone.
+    assert.deepEqual(
+      fresh.map((w) => w.commands.filter((k) => k === "unsteer").length),
+      fresh.map((_, i) => i === workers - 1 ? 1 : 0),
+    );
     assert.ok(
       h.lines.some((l) =>
         l.startsWith("generation 2 serving in") &&
@@ -173,7 +176,7 @@ for (const workers of [1, 2, 3]) {
     );
   });
 
-  Deno.test(`supervisor (fake workers): ${workers} worker(s), the last new one exits at start: rolled back from that slot; the line names every serving pid with its generation`, async () => {
+  Deno.test(`supervisor (fake workers): ${workers} worker(s), the last new one exits at start: all or nothing, no old worker retires, the new ones already ready are stopped; the line names every old pid`, async () => {
     await using h = harness(workers, {
       2: [...Array(workers - 1).fill("ready"), { exitAtStart: 3 }],
     });
@@ -181,23 +184,28 @@ for (const workers of [1, 2, 3]) {
     const old = h.of(1);
     assert.equal(await h.supervisor.restart("test"), false);
     assert.equal(h.supervisor.generation, 1);
-    // Slots already replaced keep their new worker (per slot, as
-    // docs/restarts.md says); the failed slot keeps its old one, untouched.
-    const serving = [...h.of(2).slice(0, workers - 1), old[workers - 1]];
-    assert.deepEqual(h.supervisor.pids, serving.map((w) => w.pid));
-    assert.ok(!old[workers - 1].commands.includes("drain"));
-    assert.ok(!old[workers - 1].gone);
-    const failed = h.of(2)[workers - 1];
+    assert.deepEqual(h.supervisor.pids, old.map((w) => w.pid));
+    for (const w of old) {
+      assert.ok(!w.gone);
+      assert.deepEqual(w.commands, [], "not steered, not drained");
+    }
+    const fresh = h.of(2);
+    assert.equal(fresh.length, workers);
+    for (const w of fresh.slice(0, -1)) {
+      assert.ok(w.gone);
+      assert.deepEqual(w.commands, ["stop"]);
+    }
+    const failed = fresh[workers - 1];
     const line = h.lines.find((l) => l.startsWith("generation 2 failed"));
     assert.equal(
       line,
       `generation 2 failed, rolled back: worker pid ${failed.pid} exited with code 3 before it was ready; serving: ${
-        names(serving)
+        names(old)
       }; waiting for the next restart signal`,
     );
   });
 
-  Deno.test(`supervisor (fake workers): ${workers} worker(s), the first new one dies during the old one's pre-drain: the old one resumes and keeps serving; later slots are not touched`, async () => {
+  Deno.test(`supervisor (fake workers): ${workers} worker(s), the first new one dies during the old one's pre-drain: the old one resumes and keeps serving; the new ones of later slots are stopped`, async () => {
     await using h = harness(workers, { 2: [{ dieDuringPreDrain: 10 }] });
     // The rollback window must outlast the death: the quiet report comes
     // at 5 ms, the commit not before 50.
@@ -208,7 +216,10 @@ for (const workers of [1, 2, 3]) {
     // Steered away, told to drain, then back: serving and steered no more.
     assert.deepEqual(old[0].commands, ["steer", "drain", "resume", "unsteer"]);
     for (const w of old) assert.ok(!w.gone);
-    assert.equal(h.of(2).length, 1, "no later slot was started");
+    // Every new one was started (all were ready before the first handover);
+    // those of the later slots are stopped.
+    assert.equal(h.of(2).length, workers);
+    for (const w of h.of(2).slice(1)) assert.deepEqual(w.commands, ["stop"]);
     const line = h.lines.find((l) => l.startsWith("generation 2 failed"));
     assert.match(line ?? "", /during the old worker's pre-drain/);
     assert.ok(line?.includes(`serving: ${names(old)};`), line);
