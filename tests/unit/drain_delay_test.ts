@@ -2,12 +2,15 @@
 import assert from "node:assert/strict";
 import { waitForQuiet } from "../../server/_drain_delay.ts";
 
-/** Runs `fn` recording every setTimeout delay asked for. */
+/**
+ * Runs `fn` recording every setTimeout delay the drain delay asks for
+ * (timers that other code in the process sets meanwhile are not its own).
+ */
 async function timeouts<T>(fn: () => Promise<T>): Promise<[T, number[]]> {
   const asked: number[] = [];
   const original = globalThis.setTimeout;
   globalThis.setTimeout = ((cb: () => void, ms?: number) => {
-    asked.push(ms ?? 0);
+    if (new Error().stack?.includes("_drain_delay.ts")) asked.push(ms ?? 0);
     return original(cb, ms);
   }) as typeof setTimeout;
   try {
@@ -28,7 +31,7 @@ Deno.test("drain delay: a health path never asked waits to the max with no negat
   );
   assert.equal(end.timedOut, true);
   assert.ok(asked.every((ms) => ms >= 0), `timers: ${asked}`);
-  assert.ok(asked.length <= 3, `${asked.length} timers: a spin`);
+  assert.ok(asked.length >= 1 && asked.length <= 3, `${asked.length} timers`);
 });
 
 Deno.test("drain delay: the health path's first 503, then the quiet period, ends it early", async () => {
