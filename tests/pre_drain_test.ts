@@ -105,76 +105,70 @@ Deno.test({
   },
 });
 
+/**
+ * A supervisor with a 300 ms pre-drain and one kept-alive connection that
+ * has had an answer; SIGHUP, then `fn` once the old worker's pre-drain is
+ * over (its listener steered away, its connections kept), then the stop.
+ */
+async function afterPreDrain(fn: (conn: Conn, proc: Proc) => Promise<void>) {
+  const { proc, port } = await supervise(300);
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  try {
+    assert.equal((await conn.request("/")).status, 200);
+    proc.kill("SIGHUP");
+    await proc.waitFor(
+      /steered away on \S+: new connections go elsewhere; open ones close once told Connection: close or closed by their client \(at most 5000 ms\)/,
+    );
+    await fn(conn, proc);
+  } finally {
+    conn.close();
+  }
+  await stop(proc);
+}
+
 Deno.test({
   name:
     "after the pre-drain, an idle kept-alive connection is not closed under its client: a request on it is answered with Connection: close, then the old worker exits",
   ignore: !linux,
-  async fn() {
-    const { proc, port } = await supervise(300);
-    await using _ = proc;
-    const conn = await Conn.open(port);
-    try {
-      assert.equal((await conn.request("/")).status, 200);
-      proc.kill("SIGHUP");
-      await proc.waitFor(
-        /steered away on \S+: new connections go elsewhere; open ones close once told Connection: close or closed by their client \(at most 5000 ms\)/,
-      );
+  fn: () =>
+    afterPreDrain(async (conn, proc) => {
       assert.doesNotMatch(proc.stderr, /\(generation 1\) exited/);
       // Past the pre-drain's end, where it used to be closed: still open.
       const late = await conn.request("/");
       assert.equal(late.status, 200);
       assert.equal(late.headers.get("connection"), "close");
       await proc.waitFor(/\(generation 1\) exited with code 0/, 3000);
-    } finally {
-      conn.close();
-    }
-    await stop(proc);
-  },
+    }),
 });
 
 Deno.test({
   name:
     "after the pre-drain, an event stream asked for on a kept-alive connection (the drain signal already aborted) is told Connection: close and ended after 100 ms: the old worker exits at once, not at the deadline",
   ignore: !linux,
-  async fn() {
-    // /sse-coop ends its stream from an abort listener, which an already
-    // aborted signal never calls: left alone, it would run to the deadline.
-    const { proc, port } = await supervise(300);
-    await using _ = proc;
-    const conn = await Conn.open(port);
-    try {
-      assert.equal((await conn.request("/")).status, 200);
-      proc.kill("SIGHUP");
-      await proc.waitFor(/steered away on \S+/);
+  // /sse-coop ends its stream from an abort listener, which an already
+  // aborted signal never calls: left alone, it would run to the deadline.
+  fn: () =>
+    afterPreDrain(async (conn, proc) => {
       const late = await conn.request("/sse-coop");
       assert.equal(late.headers.get("connection"), "close");
       assert.match(late.body, /^data: hello\n\n(data: tick\n\n){0,4}$/);
       await proc.waitFor(/\(generation 1\) exited with code 0/, 3000);
-    } finally {
-      conn.close();
-    }
-    await stop(proc);
-  },
+    }),
 });
 
 Deno.test({
   name:
     "after the pre-drain, an idle kept-alive connection its client closes lets the old worker exit at once, long before the 5 s bound",
   ignore: !linux,
-  async fn() {
-    const { proc, port } = await supervise(300);
-    await using _ = proc;
-    const conn = await Conn.open(port);
-    assert.equal((await conn.request("/")).status, 200);
-    proc.kill("SIGHUP");
-    await proc.waitFor(/steered away on \S+/);
-    const closed = performance.now();
-    conn.close();
-    await proc.waitFor(/\(generation 1\) exited with code 0/, 10_000);
-    const ms = performance.now() - closed;
-    assert.ok(ms < 2000, `old worker exited ${ms} ms after the client closed`);
-    await stop(proc);
-  },
+  fn: () =>
+    afterPreDrain(async (conn, proc) => {
+      const closed = performance.now();
+      conn.close();
+      await proc.waitFor(/\(generation 1\) exited with code 0/, 10_000);
+      const ms = performance.now() - closed;
+      assert.ok(ms < 2000, `exited ${ms} ms after the client closed`);
+    }),
 });
 
 Deno.test({
