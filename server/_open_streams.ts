@@ -27,7 +27,7 @@ export class OpenStreams {
     request: Request,
     start: number | undefined,
     res: Response,
-    info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    peer?: Deno.NetAddr,
     endAfter?: number,
   ): Response {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -35,7 +35,7 @@ export class OpenStreams {
       clearTimeout(timer);
       if (this.#open.delete(stream)) this.ended(stream.peer);
     });
-    const stream = new OpenStream(request, start, body, info?.remoteAddr);
+    const stream = new OpenStream(request, start, body, peer);
     if (endAfter !== undefined) timer = setTimeout(body.end, endAfter);
     this.#open.add(stream);
     return new Response(body.stream, {

@@ -369,7 +369,7 @@ export class Traffic implements Arrivals {
         request,
         work?.start,
         res,
-        info,
+        info?.remoteAddr,
         late ? LATE_STREAM_MS : undefined,
       );
     } else {
