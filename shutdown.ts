@@ -25,7 +25,7 @@ import {
   resolveLogger,
   since,
 } from "./lifecycle/_log.ts";
-import { duration } from "./lifecycle/_timer.ts";
+import { duration, warmTimers } from "./lifecycle/_timer.ts";
 import { type Hook, type HookEntry, runHooks } from "./lifecycle/_hooks.ts";
 import {
   defaultSignals,
@@ -168,6 +168,7 @@ export class Shutdown implements Disposable {
       Deno.addSignalListener(name, listener);
       this.#listening.set(name, listener);
     }
+    warmTimers();
     return this;
   }
 

@@ -13,9 +13,28 @@ export interface Timer<T> {
 }
 
 // Deno loads its timers on the first setTimeout of a process: 8–14 ms
-// measured on 2.9.6. Paid here, at start, not at the signal, where it
-// would keep the listener open that much longer.
-clearTimeout(setTimeout(() => {}, 0));
+// measured on 2.9.6. Paid at start (when the stop's signal listeners are
+// installed), not at the signal, where it would keep the listener open that
+// much longer; a supervised worker holds it until it has reported ready,
+// since its restart waits for that report.
+let warm = false;
+let held = false;
+
+/** Pays Deno's one-time timer set-up now, unless held. Idempotent. */
+export function warmTimers(): void {
+  if (warm || held) return;
+  warm = true;
+  clearTimeout(setTimeout(() => {}, 0));
+}
+
+/** Holds the set-up until the returned function is called. */
+export function holdTimerWarmUp(): () => void {
+  held = true;
+  return () => {
+    held = false;
+    warmTimers();
+  };
+}
 
 /** Resolves with `value` after `ms` milliseconds, unless cleared first. */
 export function timer<T>(ms: number, value: T): Timer<T> {

@@ -124,7 +124,6 @@ export class Server implements GracefulServer {
     this.lifecycle = shutdown === false ? undefined : shutdown ??
       new Shutdown({ signals, hooksTimeout, exit, logger, drainOnCrash });
     this.#logger = this.lifecycle?.logger ?? resolveLogger(logger);
-    checkRuntime(this.#logger);
     if (gracePeriod !== undefined) {
       const hooks = this.lifecycle?.hooksTimeout ?? 0;
       const total = drainDelay.max + drainTimeout + hooks;
@@ -146,6 +145,7 @@ export class Server implements GracefulServer {
       logger: this.#logger,
     });
     const link = supervisor(this.#logger);
+    if (!link) checkRuntime(this.#logger);
     // A supervised worker's launcher is the supervisor, which says its own.
     if (!link) {
       sayLauncher(
@@ -190,10 +190,18 @@ export class Server implements GracefulServer {
       await this.#closed.promise;
     });
     const http = this.#http;
-    // With --allow-ffi, the listener's descriptor is found now (a scan of
-    // a few ms), not at the signal, where it would hold the event loop.
+    // At start, not at the signal, where it would hold the event loop: the
+    // listener's descriptor (with --allow-ffi, a scan of ~5 ms). A worker
+    // finds it, and checks Deno (~10 ms), once it has reported ready: its
+    // restart waits for that report.
     const listeners = new Listeners(http.addr);
-    listeners.find();
+    if (!link) listeners.find();
+    else {
+      link.afterReady(() => {
+        checkRuntime(this.#logger);
+        listeners.find();
+      });
+    }
     this.#notifier?.ready(`serving on ${describeAddr(http.addr)}`);
     this.#host = {
       where: describeAddr(http.addr),

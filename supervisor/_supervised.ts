@@ -17,7 +17,7 @@ import {
   readyLine,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
-import { timer } from "../lifecycle/_timer.ts";
+import { holdTimerWarmUp, timer } from "../lifecycle/_timer.ts";
 import { exitAtStart, stderr } from "../lifecycle/_stderr.ts";
 import type { DrainContext } from "../shutdown.ts";
 
@@ -102,6 +102,8 @@ class Link {
   #reading = false;
   #stdin: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #reported = false;
+  /** Resolves once the ready report is written (see {@linkcode afterReady}). */
+  #readyReported = Promise.withResolvers<void>();
   /** The apps' `readyWhen` of the servers registered. */
   #appReady: Promise<unknown>[] = [];
   #draining = false;
@@ -111,6 +113,15 @@ class Link {
   constructor(logger: Logger) {
     this.#logger = logger;
     this.#secret.promise.catch(() => {});
+    this.afterReady(holdTimerWarmUp());
+  }
+
+  /**
+   * Runs `fn` once the ready report is written: start-up work the drain
+   * needs but the restart must not wait for.
+   */
+  afterReady(fn: () => void): void {
+    this.#readyReported.promise.then(fn);
   }
 
   /**
@@ -143,6 +154,7 @@ class Link {
       if (this.#reported) return;
       this.#reported = true;
       report(readyLine(secret, Deno.pid));
+      this.#readyReported.resolve();
     }).catch(() => {});
   }
 
@@ -193,14 +205,14 @@ class Link {
           clearTimeout(id);
           resolve(value);
         };
-        let committed = false;
+        const committed = Promise.withResolvers<void>();
         this.#interrupt = (command) => {
-          // `commit`: the supervisor took the quiet report; the watch ends
-          // the pre-drain at its next quiet look.
-          if (command?.kind === "commit") committed = true;
+          // `commit`: the supervisor took the quiet report; the watch looks
+          // again at once and ends the pre-drain at the first quiet look.
+          if (command?.kind === "commit") committed.resolve();
           else end(command);
         };
-        this.#watchQuiet(watching.signal, () => committed, () => end("quiet"))
+        this.#watchQuiet(watching.signal, committed.promise, () => end("quiet"))
           .catch((error) =>
             this.#logger.error(`watching the pre-drain failed: ${error}`)
           );
@@ -226,19 +238,24 @@ class Link {
    * Looks every {@linkcode QUIET_POLL_MS} whether every server is quiet;
    * on two looks in a row (after {@linkcode QUIET_MIN_MS}) it reports so to
    * the supervisor, once, and calls `done` on the first such look once the
-   * supervisor has committed. Says once why not if a server cannot tell.
+   * supervisor has committed (looking at once at the commit). Says once why
+   * not if a server cannot tell.
    */
   async #watchQuiet(
     signal: AbortSignal,
-    committed: () => boolean,
+    commit: Promise<void>,
     done: () => void,
   ) {
     const secret = await this.#secret.promise;
     const start = performance.now();
     let before = false;
     let reported = false;
+    let committed = false;
+    commit.then(() => committed = true);
     while (!signal.aborted) {
-      await timer(QUIET_POLL_MS, undefined).promise;
+      const tick = timer(QUIET_POLL_MS, undefined);
+      await Promise.race([tick.promise, committed ? tick.promise : commit]);
+      tick.clear();
       if (signal.aborted) return;
       const seen = [...this.#targets].map((t) => t.quiet());
       if (seen.includes(undefined)) {
@@ -261,7 +278,7 @@ class Link {
         );
         report(quietLine(secret));
       }
-      if (committed()) return done();
+      if (committed) return done();
     }
   }
 
