@@ -295,7 +295,7 @@ export function markdown(r: Results): string {
     }
     lines.push(
       "",
-      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). fixed: the supervisor below with --rollback-window 1000 (a pre-drain of a fixed 1 s, as before it could end early). supervisor: restart.ts with its defaults and workers run with --allow-ffi (a pre-drain of at most 1 s that ends once the old worker is quiet, after the 100 ms rollback window; new connections steered away from the old worker, listener detached where tcp_migrate_req=1). Signal → old gone: from SIGHUP (SIGTERM for naive) until the new generation serves and the old one has exited.",
+      "naive: stop the old server (graceful), then start the new one. handoff: reusePort, the old worker calls shutdown() as soon as the new one is ready. unsteered: restart.ts with --no-steer (1 s pre-drain; the listener detached where tcp_migrate_req=1). fixed: the supervisor below with --rollback-window 1000 (a pre-drain of a fixed 1 s, as before it could end early). supervisor: restart.ts with its defaults and workers run with --allow-ffi (a pre-drain of at most 1 s that ends once the old worker is quiet, after the 50 ms rollback window; new connections steered away from the old worker, listener detached where tcp_migrate_req=1). Signal → old gone: from SIGHUP (SIGTERM for naive) until the new generation serves and the old one has exited.",
       "",
       "![Restart timeline](restarts.svg)",
       "",

@@ -1,6 +1,6 @@
 /**
  * What a restart of an idle server is made of: SIGHUP → old worker gone,
- * with the default `--rollback-window` (100 ms) and with 25 ms, and its
+ * with the default `--rollback-window` (50 ms) and with 100 ms, and its
  * parts from the supervisor's own lines (the new worker's start to ready;
  * the old worker's pre-drain, drain and exit). Beside it, how long Deno
  * itself takes to start a server: spawn → "listening" for raw `Deno.serve`
@@ -84,8 +84,8 @@ export async function restartIdle(
 ): Promise<RestartIdleRow[]> {
   const rows = [
     ...await startTimes(runs),
+    await restarts(50, runs),
     await restarts(100, runs),
-    await restarts(25, runs),
   ];
   for (const r of rows) {
     log(

@@ -15,7 +15,7 @@ options:
                        workers with --allow-ffi) (default 1000)
   --rollback-window MS the pre-drain lasts at least this long after the new
                        worker is ready; a new worker that dies within it is
-                       rolled back (default 100, at most --pre-drain)
+                       rolled back (default 50, at most --pre-drain)
   --ready-timeout MS   time a new worker has to report ready (default 30000)
   --stop-timeout MS    time a draining worker has to exit before SIGKILL (default 60000)
   --heartbeat MS       replace a worker that has not answered a ping for MS

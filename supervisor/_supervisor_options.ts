@@ -9,6 +9,8 @@ import { duration } from "../lifecycle/_timer.ts";
 
 /** The pre-drain's longest time (ms) when `preDrain` is not given. */
 export const PRE_DRAIN_DEFAULT = 1000;
+/** `rollbackWindow`'s default (ms), bounded by `preDrain`. */
+export const ROLLBACK_WINDOW_DEFAULT = 50;
 
 /** Most workers one supervisor runs (each is a whole Deno process). */
 export const MAX_WORKERS = 64;
@@ -34,9 +36,11 @@ export interface SupervisorOptions {
   /**
    * How long (ms) after a new worker reports ready the old one stays able
    * to take its place again: a new worker that dies within this time is
-   * rolled back even when the old one is quiet sooner. At most `preDrain`
-   * (which bounds it anyway). Default 100.
-   * @default 100
+   * rolled back even when the old one is quiet sooner. It also covers
+   * handshakes under way at the steer (clients with a round trip below it;
+   * see docs/restarts.md). At most `preDrain` (which bounds it anyway).
+   * Default 50.
+   * @default 50
    */
   rollbackWindow?: number;
   /**
@@ -127,7 +131,7 @@ export function supervisorSettings(
   const rollbackWindow = duration(
     "rollbackWindow",
     options.rollbackWindow,
-    Math.min(100, preDrain),
+    Math.min(ROLLBACK_WINDOW_DEFAULT, preDrain),
   );
   if (rollbackWindow > preDrain) {
     throw new TypeError(
