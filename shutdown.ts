@@ -20,7 +20,7 @@
  * @module
  */
 import {
-  describe,
+  badOption,
   type Logger,
   resolveLogger,
   since,
@@ -107,27 +107,19 @@ export class Shutdown implements Disposable {
   /** Creates a shutdown coordinator; installs nothing yet. */
   constructor(options: ShutdownOptions = {}) {
     if (options === null || typeof options !== "object") {
-      throw new TypeError(
-        `options: expected an object, got ${describe(options)}`,
-      );
+      throw badOption("options", "an object", options);
     }
     this.#signals = signalList(options.signals);
     this.#hooksTimeout = duration("hooksTimeout", options.hooksTimeout, 5000);
     if (options.exit !== undefined && typeof options.exit !== "boolean") {
-      throw new TypeError(
-        `exit: expected true or false, got ${describe(options.exit)}`,
-      );
+      throw badOption("exit", "true or false", options.exit);
     }
     this.#exit = options.exit ?? true;
     if (
       options.drainOnCrash !== undefined &&
       typeof options.drainOnCrash !== "boolean"
     ) {
-      throw new TypeError(
-        `drainOnCrash: expected true or false, got ${
-          describe(options.drainOnCrash)
-        }`,
-      );
+      throw badOption("drainOnCrash", "true or false", options.drainOnCrash);
     }
     this.#drainOnCrash = (options.drainOnCrash ?? true) && this.#exit;
     this.#logger = resolveLogger(options.logger);
@@ -181,9 +173,7 @@ export class Shutdown implements Disposable {
    */
   onShutdown(fn: Hook, options: HookOptions = {}): () => void {
     if (typeof fn !== "function") {
-      throw new TypeError(
-        `onShutdown: expected a function, got ${describe(fn)}`,
-      );
+      throw badOption("onShutdown", "a function", fn);
     }
     const entry: HookEntry = {
       fn,

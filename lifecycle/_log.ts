@@ -40,10 +40,10 @@ export function resolveLogger(logger: Logger | false | undefined): Logger {
   if (logger === false) return silentLogger;
   for (const method of ["info", "warn", "error"] as const) {
     if (typeof logger?.[method] !== "function") {
-      throw new TypeError(
-        `logger: expected false or an object with info(), warn() and error() methods, got ${
-          describe(logger)
-        }`,
+      throw badOption(
+        "logger",
+        "false or an object with info(), warn() and error() methods",
+        logger,
       );
     }
   }
@@ -60,6 +60,15 @@ export function describe(value: unknown): string {
   if (typeof value === "function") return "a function";
   if (Array.isArray(value)) return `an array (${JSON.stringify(value)})`;
   return typeof value === "object" ? "an object" : String(value);
+}
+
+/** The `TypeError` for a bad option: "`name`: expected `what`, got …". */
+export function badOption(
+  name: string,
+  what: string,
+  value: unknown,
+): TypeError {
+  return new TypeError(`${name}: expected ${what}, got ${describe(value)}`);
 }
 
 /** Milliseconds since `start`, rounded for log lines. */

@@ -3,7 +3,7 @@
  * option, and the exit code of a second signal (128 + its number). What a
  * delivery means is `_stop_machine.ts`'s job.
  */
-import { describe } from "./_log.ts";
+import { badOption, describe } from "./_log.ts";
 
 const os = Deno.build.os;
 
@@ -38,9 +38,7 @@ export function defaultSignals(): Deno.Signal[] {
 export function signalList(value: unknown): Deno.Signal[] {
   if (value === undefined) return defaultSignals();
   if (!Array.isArray(value)) {
-    throw new TypeError(
-      `signals: expected an array of signal names, got ${describe(value)}`,
-    );
+    throw badOption("signals", "an array of signal names", value);
   }
   for (const name of value) {
     if (name === "SIGUSR1") {

@@ -2,7 +2,7 @@
  * Timers as promises that can be cancelled, and the longest delay a timer
  * holds, with the validation of every duration option against it.
  */
-import { describe } from "./_log.ts";
+import { badOption } from "./_log.ts";
 
 /** A timer as a promise that can be cancelled. */
 export interface Timer<T> {
@@ -62,10 +62,10 @@ export function duration(
   if (
     typeof value !== "number" || !(value >= 0 && value <= MAX_TIMER_MS)
   ) {
-    throw new TypeError(
-      `${name}: expected a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${
-        describe(value)
-      }`,
+    throw badOption(
+      name,
+      `a number of milliseconds from 0 to ${MAX_TIMER_MS}`,
+      value,
     );
   }
   return value;

@@ -3,7 +3,7 @@
  * naming the option and the value) and their defaults.
  */
 import { QUIET_MS, type SelfEndingDelay } from "./_drain_delay.ts";
-import { describe } from "../lifecycle/_log.ts";
+import { badOption, describe } from "../lifecycle/_log.ts";
 import { duration, MAX_TIMER_MS } from "../lifecycle/_timer.ts";
 export { duration, MAX_TIMER_MS };
 
@@ -11,9 +11,7 @@ export { duration, MAX_TIMER_MS };
 export function path(name: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "string" || !value.startsWith("/")) {
-    throw new TypeError(
-      `${name}: expected a path starting with "/", got ${describe(value)}`,
-    );
+    throw badOption(name, 'a path starting with "/"', value);
   }
   return value;
 }
@@ -33,10 +31,10 @@ export function drainDelay(value: unknown): Delay {
     return { max: duration("drainDelay", value, 0), quiet: undefined };
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError(
-      `drainDelay: expected a number of milliseconds or { max, quiet }, got ${
-        describe(value)
-      }`,
+    throw badOption(
+      "drainDelay",
+      "a number of milliseconds or { max, quiet }",
+      value,
     );
   }
   const { max, quiet, ...rest } = value as SelfEndingDelay;
@@ -100,10 +98,10 @@ export function drainOptions(options: {
     !(Number.isInteger(retryAfter) && (retryAfter as number) >= 0 &&
       (retryAfter as number) <= MAX_RETRY_AFTER)
   ) {
-    throw new TypeError(
-      `retryAfter: expected false or whole seconds from 0 to ${MAX_RETRY_AFTER}, got ${
-        describe(retryAfter)
-      }`,
+    throw badOption(
+      "retryAfter",
+      `false or whole seconds from 0 to ${MAX_RETRY_AFTER}`,
+      retryAfter,
     );
   }
   const gracePeriod = options.gracePeriod === undefined
@@ -119,10 +117,10 @@ export function drainOptions(options: {
   const healthPath = path("healthPath", options.healthPath);
   const livenessPath = path("livenessPath", options.livenessPath);
   if (livenessPath !== undefined && livenessPath === healthPath) {
-    throw new TypeError(
-      `livenessPath: expected another path than healthPath, got ${
-        describe(livenessPath)
-      }`,
+    throw badOption(
+      "livenessPath",
+      "another path than healthPath",
+      livenessPath,
     );
   }
   const ready = options.readyWhen;
@@ -130,25 +128,17 @@ export function drainOptions(options: {
     ready !== undefined &&
     typeof (ready as PromiseLike<unknown> | null)?.then !== "function"
   ) {
-    throw new TypeError(
-      `readyWhen: expected a promise, got ${describe(ready)}`,
-    );
+    throw badOption("readyWhen", "a promise", ready);
   }
   const ends = options.endStreamsAtDeadline ?? "events";
   if (typeof ends !== "boolean" && ends !== "events") {
-    throw new TypeError(
-      `endStreamsAtDeadline: expected "events", true or false, got ${
-        describe(ends)
-      }`,
-    );
+    throw badOption("endStreamsAtDeadline", '"events", true or false', ends);
   }
   const endStreams = ends === true ? "all" : ends;
   if (
     options.signal !== undefined && !(options.signal instanceof AbortSignal)
   ) {
-    throw new TypeError(
-      `signal: expected an AbortSignal, got ${describe(options.signal)}`,
-    );
+    throw badOption("signal", "an AbortSignal", options.signal);
   }
   return {
     drainTimeout,

@@ -2,7 +2,7 @@
  * `serve()`, in its three forms (as `Deno.serve`'s), and the public types
  * of a graceful server: exported by `server.ts`.
  */
-import { describe, type Logger } from "../lifecycle/_log.ts";
+import { badOption, type Logger } from "../lifecycle/_log.ts";
 import { Server } from "./_server.ts";
 import type { GracefulServer, ServeOptions } from "./_server_types.ts";
 import type { GracefulHandler, GracefulHandlerInfo } from "./_server_types.ts";
@@ -24,15 +24,11 @@ function parseArgs(args: Args): [ServeOptions, GracefulHandler] {
   const [first, second] = args;
   if (typeof first === "function") return [{}, first];
   if (first === null || typeof first !== "object") {
-    throw new TypeError(
-      `serve: expected options or a handler, got ${describe(first)}`,
-    );
+    throw badOption("serve", "options or a handler", first);
   }
   const handler = second ?? (first as { handler?: GracefulHandler }).handler;
   if (typeof handler !== "function") {
-    throw new TypeError(
-      `handler: expected a function, got ${describe(handler)}`,
-    );
+    throw badOption("handler", "a function", handler);
   }
   return [first, handler];
 }

@@ -2,7 +2,12 @@
  * One graceful server, from `Deno.serve` to the end of its drain: the
  * state `serve()` (`_serve.ts`) returns.
  */
-import { describe, type Logger, resolveLogger } from "../lifecycle/_log.ts";
+import {
+  badOption,
+  describe,
+  type Logger,
+  resolveLogger,
+} from "../lifecycle/_log.ts";
 import { type Delay, drainOptions } from "./_options.ts";
 import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
@@ -97,9 +102,7 @@ export class Server implements GracefulServer {
       shutdown !== undefined && shutdown !== false &&
       !(shutdown instanceof Shutdown)
     ) {
-      throw new TypeError(
-        `shutdown: expected a Shutdown or false, got ${describe(shutdown)}`,
-      );
+      throw badOption("shutdown", "a Shutdown or false", shutdown);
     }
     if (shutdown !== undefined) {
       // They configure the Shutdown serve() would make: with one given (or
@@ -273,9 +276,7 @@ export class Server implements GracefulServer {
   }
   setReady(ready: boolean): void {
     if (typeof ready !== "boolean") {
-      throw new TypeError(
-        `setReady: expected true or false, got ${describe(ready)}`,
-      );
+      throw badOption("setReady", "true or false", ready);
     }
     this.#wantsReady = ready;
     this.#traffic.health.setReady(ready && this.#startedUp);

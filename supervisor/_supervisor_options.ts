@@ -3,7 +3,7 @@
  * value a `TypeError` naming the option and the value), before anything
  * starts.
  */
-import { describe, type Logger } from "../lifecycle/_log.ts";
+import { badOption, type Logger } from "../lifecycle/_log.ts";
 import { EnvFile } from "./_env_file.ts";
 import { duration } from "../lifecycle/_timer.ts";
 
@@ -139,9 +139,7 @@ export function supervisorSettings(
     );
   }
   if (options.steer !== undefined && typeof options.steer !== "boolean") {
-    throw new TypeError(
-      `steer: expected true or false, got ${describe(options.steer)}`,
-    );
+    throw badOption("steer", "true or false", options.steer);
   }
   return {
     command: options.command,
@@ -161,5 +159,5 @@ export function supervisorSettings(
 function envFile(path: unknown): EnvFile | undefined {
   if (path === undefined) return undefined;
   if (typeof path === "string" && path !== "") return new EnvFile(path);
-  throw new TypeError(`envFile: expected a file path, got ${describe(path)}`);
+  throw badOption("envFile", "a file path", path);
 }
