@@ -45,12 +45,11 @@ export function runtimeWarnings(
       `Deno ${version} is newer than the supported range (${range}): untested; request bodies are still held as on ${topMajor}.${topMinor}, and the canaries (deno task test) tell what changed`,
     );
   }
-  for (const reliance of missing) {
-    lines.push(
-      `Deno ${version} lacks ${reliance.name}: ${reliance.without}`,
-    );
-  }
-  return lines;
+  return [...lines, ...lacking(version, missing)];
+}
+
+function lacking(version: string, missing: readonly Reliance[]): string[] {
+  return missing.map((r) => `Deno ${version} lacks ${r.name}: ${r.without}`);
 }
 
 /**
@@ -102,19 +101,30 @@ function olderThanSupported(version: string): string {
     : "not tested";
 }
 
-let checked = false;
+const checked = { release: false, reliances: false };
 
 /**
  * Says once per process, one line each, what degrades on the running Deno
  * (see the module doc). Returns the lines (empty where nothing does).
  * It does not refuse to serve: what degrades is said, the rest works.
+ * `reliances: false` leaves out the look at Deno's internals (~10 ms, at
+ * its first call), for a later call to say.
  */
-export function checkRuntime(logger: Logger): string[] {
-  if (checked) return [];
-  checked = true;
-  const lines = runtimeWarnings(Deno.version.deno, missingReliances());
-  const wrapper = npmWrapper();
-  if (wrapper) lines.push(wrapper);
+export function checkRuntime(
+  logger: Logger,
+  { reliances = true }: { reliances?: boolean } = {},
+): string[] {
+  const lines: string[] = [];
+  if (!checked.release) {
+    checked.release = true;
+    lines.push(...runtimeWarnings(Deno.version.deno, []));
+    const wrapper = npmWrapper();
+    if (wrapper) lines.push(wrapper);
+  }
+  if (reliances && !checked.reliances) {
+    checked.reliances = true;
+    lines.push(...lacking(Deno.version.deno, missingReliances()));
+  }
   for (const line of lines) logger.warn(line);
   return lines;
 }

@@ -148,7 +148,8 @@ export class Server implements GracefulServer {
       logger: this.#logger,
     });
     const link = supervisor(this.#logger);
-    if (!link) checkRuntime(this.#logger);
+    // A worker looks at Deno's internals after its ready report (below).
+    checkRuntime(this.#logger, { reliances: !link });
     // A supervised worker's launcher is the supervisor, which says its own.
     if (!link) {
       sayLauncher(
@@ -195,8 +196,8 @@ export class Server implements GracefulServer {
     const http = this.#http;
     // At start, not at the signal, where it would hold the event loop: the
     // listener's descriptor (with --allow-ffi, a scan of ~5 ms). A worker
-    // finds it, and checks Deno (~10 ms), once it has reported ready: its
-    // restart waits for that report.
+    // finds it, and looks at Deno's internals (~10 ms), once it has reported
+    // ready: its restart waits for that report.
     const listeners = new Listeners(http.addr);
     if (!link) listeners.find();
     else {
