@@ -12,8 +12,10 @@
  *
  * Settings come from environment variables (each validated; the process
  * exits with one line naming a bad one): `GRACEFUL_DRAIN_TIMEOUT`,
- * `GRACEFUL_DRAIN_DELAY`, `GRACEFUL_HOOKS_TIMEOUT` (ms),
- * `GRACEFUL_HEALTH_PATH`, `GRACEFUL_SIGNALS` (comma-separated),
+ * `GRACEFUL_DRAIN_DELAY`, `GRACEFUL_DRAIN_QUIET`, `GRACEFUL_HOOKS_TIMEOUT`
+ * (ms), `GRACEFUL_RETRY_AFTER` (seconds, or `off`),
+ * `GRACEFUL_GRACE_PERIOD_SECONDS`, `GRACEFUL_HEALTH_PATH`,
+ * `GRACEFUL_LIVENESS_PATH`, `GRACEFUL_SIGNALS` (comma-separated),
  * `GRACEFUL_QUIET=1`. Without `--allow-env` the defaults apply. The app's
  * own `Deno.serve` options go to `serve()` over these, so `readyWhen` or
  * `livenessPath` given there work (plain Deno ignores them).

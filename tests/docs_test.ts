@@ -138,3 +138,20 @@ Deno.test("docs: docs/restarts.md shows restart.ts's usage as --help prints it",
   const text = await Deno.readTextFile(new URL("docs/restarts.md", root));
   assert.ok(text.includes("```\n" + USAGE + "\n```"), "docs/restarts.md");
 });
+
+Deno.test("docs: the GRACEFUL_* variables read (server/_env.ts) are the ones ENV_VARS lists, and auto.ts's doc names each", async () => {
+  const { ENV_VARS } = await import("../server/_env.ts");
+  const source = await Deno.readTextFile(new URL("server/_env.ts", root));
+  const body = source.slice(source.indexOf("export function optionsFromEnv"));
+  // Every name read, less the old one that is refused by name.
+  const read = new Set(
+    [...body.matchAll(/"(GRACEFUL_[A-Z_]+)"/g)].map((m) => m[1]),
+  );
+  read.delete("GRACEFUL_GRACE_PERIOD");
+  assert.deepEqual([...read].sort(), Object.keys(ENV_VARS).sort());
+  const auto = await Deno.readTextFile(new URL("auto.ts", root));
+  const doc = auto.slice(0, auto.indexOf("@module"));
+  for (const name of Object.keys(ENV_VARS)) {
+    assert.ok(doc.includes(`\`${name}`), `auto.ts's doc lacks ${name}`);
+  }
+});
