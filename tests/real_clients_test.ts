@@ -20,7 +20,10 @@ for (const name of Object.keys(CLIENT_KINDS)) {
       rate: RATE,
     });
     for (const [method, counts] of [["GET", get], ["POST", post]] as const) {
-      assert.ok(counts.sent > RATE * 5, `${method}: sent ${counts.sent}`);
+      // The restarts run back to back (~150 ms each when idle, up to 5 s
+      // more with clients that idle on kept-alive connections): at least
+      // 2 s of load at the rate.
+      assert.ok(counts.sent > RATE * 2, `${method}: sent ${counts.sent}`);
       assert.deepEqual(
         { failed: counts.failed, refused: counts.refused },
         { failed: 0, refused: 0 },
