@@ -12,7 +12,9 @@ const TEXT = { "content-type": "text/plain" };
 export class Health {
   readonly #healthPath: string | undefined;
   readonly #livenessPath: string | undefined;
-  #ready = true;
+  /** The app's own say (`setReady`), and whether `readyWhen` resolved. */
+  #wanted = true;
+  #startedUp = true;
   #refused = Promise.withResolvers<number>();
   #refusedOnce = false;
 
@@ -33,12 +35,18 @@ export class Health {
 
   /** False while the app says it is not ready (`readyWhen`, `setReady`). */
   get ready(): boolean {
-    return this.#ready;
+    return this.#wanted && this.#startedUp;
   }
 
-  /** Sets {@linkcode Health.ready}. */
+  /** The app's say at run time (`setReady`); `readyWhen` still counts. */
   setReady(ready: boolean): void {
-    this.#ready = ready;
+    this.#wanted = ready;
+  }
+
+  /** Not ready until `work` (`readyWhen`) resolves; never if it rejects. */
+  startUp(work: PromiseLike<unknown>): Promise<unknown> {
+    this.#startedUp = false;
+    return Promise.resolve(work).then(() => this.#startedUp = true);
   }
 
   /**
@@ -59,7 +67,7 @@ export class Health {
     }
     if (path !== this.#healthPath) return undefined;
     if (!stopping) {
-      return this.#ready
+      return this.ready
         ? new Response("ok\n", { headers: TEXT })
         : new Response("not ready\n", { status: 503, headers: TEXT });
     }

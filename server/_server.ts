@@ -279,22 +279,13 @@ export class Server implements GracefulServer {
     if (typeof ready !== "boolean") {
       throw badOption("setReady", "true or false", ready);
     }
-    this.#wantsReady = ready;
-    this.#traffic.health.setReady(ready && this.#startedUp);
+    this.#traffic.health.setReady(ready);
   }
-
-  /** The app's own say (`setReady`), and whether `readyWhen` resolved. */
-  #wantsReady = true;
-  #startedUp = true;
 
   /** Not ready until `work` resolves; resolves then (rejects with it). */
   #readyWhen(work: PromiseLike<unknown>): Promise<void> {
-    this.#startedUp = false;
-    this.#traffic.health.setReady(false);
     const start = performance.now();
-    return Promise.resolve(work).then(() => {
-      this.#startedUp = true;
-      this.#traffic.health.setReady(this.#wantsReady);
+    return this.#traffic.health.startUp(work).then(() => {
       this.#logger.info(
         `ready after ${Math.round(performance.now() - start)} ms (readyWhen)`,
       );
