@@ -155,3 +155,84 @@ Deno.test("docs: the GRACEFUL_* variables read (server/_env.ts) are the ones ENV
     assert.ok(doc.includes(`\`${name}`), `auto.ts's doc lacks ${name}`);
   }
 });
+
+/** `@default` of each option of `interface name` in `file`. */
+async function jsdocDefaults(file: string, name: string) {
+  const source = await Deno.readTextFile(new URL(file, root));
+  const from = source.indexOf(`export interface ${name}`);
+  const body = source.slice(from, source.indexOf("\n}\n", from));
+  return new Map(
+    [...body.matchAll(/@default ([^\n]*)\n\s*\*\/\n\s*(\w+)\??:/g)]
+      .map((m) => [m[2], m[1]]),
+  );
+}
+
+Deno.test("docs: the README's serve() options table lists every option with its JSDoc @default, which is what the code applies", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  const from = readme.indexOf("`serve()` takes every `Deno.serve` TCP option");
+  const table = readme.slice(from, readme.indexOf("\n\n", from + 100));
+  const rows = new Map(
+    [...table.matchAll(/^\| `(\w+)` +\| (.+?) +\|/gm)].map((m) => [m[1], m[2]]),
+  );
+  const documented = new Map([
+    ...await jsdocDefaults("server/_server_types.ts", "ServeOptions"),
+    ...await jsdocDefaults("lifecycle/_shutdown_types.ts", "ShutdownOptions"),
+  ]);
+  assert.deepEqual([...rows.keys()].sort(), [...documented.keys()].sort());
+  const values: Record<string, unknown> = {};
+  for (const [name, text] of rows) {
+    const doc = documented.get(name)!;
+    if (text === "none") assert.equal(doc, "undefined", name);
+    else if (/^`[-\d"[tf]/.test(text)) {
+      const value = JSON.parse(text.slice(1, -1));
+      // The JSDoc may add a note in parentheses (signals on Windows).
+      assert.deepEqual(value, JSON.parse(doc.replace(/ \(.*\)$/, "")), name);
+      values[name] = value;
+    }
+  }
+  const { drainOptions } = await import("../server/_options.ts");
+  const { Shutdown } = await import("../shutdown.ts");
+  const applied = drainOptions({});
+  assert.deepEqual(
+    {
+      drainTimeout: applied.drainTimeout,
+      drainDelay: applied.drainDelay.max,
+      retryAfter: applied.retryAfter,
+      endStreamsAtDeadline: applied.endStreams,
+      hooksTimeout: new Shutdown({ logger: false }).hooksTimeout,
+    },
+    {
+      drainTimeout: values.drainTimeout,
+      drainDelay: values.drainDelay,
+      retryAfter: values.retryAfter,
+      endStreamsAtDeadline: values.endStreamsAtDeadline,
+      hooksTimeout: values.hooksTimeout,
+    },
+  );
+});
+
+Deno.test("docs: every number and boolean @default of SupervisorOptions is what supervisorSettings applies, and what restart.ts --help says", async () => {
+  const documented = await jsdocDefaults(
+    "supervisor/_supervisor_options.ts",
+    "SupervisorOptions",
+  );
+  const { supervisorSettings } = await import(
+    "../supervisor/_supervisor_options.ts"
+  );
+  const { USAGE } = await import("../supervisor/_args.ts");
+  const applied = supervisorSettings({
+    command: ["deno"],
+  }) as unknown as Record<string, unknown>;
+  const checked = [];
+  for (const [name, doc] of documented) {
+    if (!/^(\d+|true|false)$/.test(doc)) continue;
+    assert.equal(applied[name], JSON.parse(doc), name);
+    checked.push(name);
+    const flag = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    const line = USAGE.slice(USAGE.indexOf(`--${flag} `)).split(/\n  --/)[0];
+    if (typeof applied[name] === "number" && USAGE.includes(`--${flag} `)) {
+      assert.match(line, new RegExp(`\\(default ${doc}\\b`), flag);
+    }
+  }
+  assert.ok(checked.length >= 8, checked.join());
+});
