@@ -35,7 +35,10 @@ import { timer } from "../lifecycle/_timer.ts";
 export interface SelfEndingDelay {
   /** The longest the delay may last (ms). */
   max: number;
-  /** How long (ms) without a new request counts as "stopped". Default 200. */
+  /**
+   * How long (ms) without a new request counts as "stopped". Default 200.
+   * @default 200
+   */
   quiet?: number;
 }
 
