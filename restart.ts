@@ -134,6 +134,8 @@ export async function supervise(
   const stops = new StopMachine();
   // systemd's notify protocol, where the unit gives NOTIFY_SOCKET.
   const notifier = Notifier.fromEnv(logger);
+  /** STOPPING=1 sent (or given up on: each message is bounded). */
+  let told: Promise<void> | undefined;
   const serving = () =>
     notifier?.ready(
       `serving generation ${supervisor.generation} (pids ${
@@ -153,7 +155,7 @@ export async function supervise(
         if (supervisor.stopping) stops.next({ kind: "begin", at });
         const action = stops.next({ kind: "signal", at });
         if (action === "start") {
-          notifier?.stopping();
+          told ??= notifier?.stopping();
           supervisor.stop(`${name} received`);
         } else if (action === "joined") {
           logger.info(`${name} received: already stopping, the same stop`);
@@ -187,9 +189,12 @@ export async function supervise(
   const watcher = options.watch?.length
     ? watch(options.watch, restart, logger)
     : undefined;
-  const stopped = supervisor.stopped.then(() => {
+  // Stopped once systemd has heard STOPPING=1 too (a stop from code tells
+  // it here): a supervisor whose workers stop in ms exited before.
+  const stopped = supervisor.stopped.then(async () => {
     watcher?.close();
     uninstall();
+    await (told ??= notifier?.stopping());
   });
   return { supervisor, stopped };
 }

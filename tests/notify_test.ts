@@ -22,16 +22,24 @@ Deno.test("systemd notify: READY=1 once serving, watchdog pings, RELOADING=1 the
       wake();
     }
   })().catch(() => {});
-  /** Waits for a message matching `pattern` (after those already taken). */
+  /**
+   * Waits for a message matching `pattern` (after those already taken);
+   * fails, naming what came, if none does within 10 s.
+   */
   let taken = 0;
   const next = async (pattern: RegExp): Promise<string> => {
-    while (true) {
+    const limit = AbortSignal.timeout(10_000);
+    while (!limit.aborted) {
       while (taken < messages.length) {
         const message = messages[taken++];
         if (pattern.test(message)) return message;
       }
-      await new Promise<void>((resolve) => wake = resolve);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        limit.addEventListener("abort", () => resolve(), { once: true });
+      });
     }
+    throw new Error(`no ${pattern} in 10 s: ${JSON.stringify(messages)}`);
   };
   const port = freePort();
   const proc = supervisorProc([APP, JSON.stringify({ port })], {
