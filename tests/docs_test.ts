@@ -229,7 +229,7 @@ Deno.test("docs: every number and boolean @default of SupervisorOptions is what 
     assert.equal(applied[name], JSON.parse(doc), name);
     checked.push(name);
     const flag = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    const line = USAGE.slice(USAGE.indexOf(`--${flag} `)).split(/\n  --/)[0];
+    const line = USAGE.slice(USAGE.indexOf(`--${flag} `)).split(/\n {2}--/)[0];
     if (typeof applied[name] === "number" && USAGE.includes(`--${flag} `)) {
       assert.match(line, new RegExp(`\\(default ${doc}\\b`), flag);
     }
