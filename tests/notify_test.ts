@@ -118,3 +118,41 @@ Deno.test("systemd notify: a serve() process on its own says READY=1 once listen
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("systemd notify: a supervisor stopped from code (supervisor.stop(), no signal) tells systemd STOPPING=1 before stopped resolves", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/notify`;
+  const socket = Deno.listenDatagram({ path, transport: "unixpacket" });
+  const messages: string[] = [];
+  const reading = (async () => {
+    for await (const [data] of socket) {
+      messages.push(new TextDecoder().decode(data));
+    }
+  })().catch(() => {});
+  const fixture = new URL("./fixtures/supervise_from_code.ts", import.meta.url)
+    .pathname;
+  const proc = new Proc([
+    "run",
+    "--allow-run",
+    "--allow-read",
+    "--allow-env",
+    fixture,
+    APP,
+    JSON.stringify({ port: freePort() }),
+  ], { NOTIFY_SOCKET: path });
+  try {
+    await proc.waitFor(/^stopped$/m);
+    assert.equal((await exited(proc, 0)).code, 0, proc.output());
+    // Sent before `stopped` resolved; read here as the socket delivers it.
+    for (let i = 0; i < 100 && !/STOPPING=1/.test(messages.join()); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.match(messages.join("|"), /READY=1[^|]*\|.*STOPPING=1/s);
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.status.catch(() => {});
+    socket.close();
+    await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
