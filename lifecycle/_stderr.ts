@@ -36,6 +36,8 @@ export class Sink {
   #dropped = 0;
   #broken = false;
   #idle: PromiseWithResolvers<void> | undefined;
+  /** Bytes the stream has taken: a flush waits while this grows. */
+  #taken = 0;
 
   constructor(write: Write, limit = QUEUE_LIMIT, writeSync?: WriteSync) {
     this.#write = write;
@@ -69,18 +71,26 @@ export class Sink {
   }
 
   /**
-   * Resolves once everything queued is written, or after `ms`, whichever
+   * Resolves once everything queued is written, once the stream has taken
+   * nothing for `ms` (a stalled pipe), or after `most` ms in all, whichever
    * is first: before `Deno.exit()`, which would drop what is still queued.
+   * A slow reader that keeps taking gets the process's last lines.
    */
-  async flush(ms: number): Promise<void> {
-    if (!this.#writing) return;
-    this.#idle ??= Promise.withResolvers();
-    let id: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#idle.promise,
-      new Promise<void>((resolve) => id = setTimeout(resolve, ms)),
-    ]);
-    clearTimeout(id);
+  async flush(ms: number, most: number = 10 * ms): Promise<void> {
+    const end = performance.now() + most;
+    while (this.#writing) {
+      const before = this.#taken;
+      const wait = Math.min(ms, end - performance.now());
+      if (wait <= 0) return;
+      this.#idle ??= Promise.withResolvers();
+      let id: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#idle.promise,
+        new Promise<void>((resolve) => id = setTimeout(resolve, wait)),
+      ]);
+      clearTimeout(id);
+      if (this.#taken === before) return;
+    }
   }
 
   /**
@@ -130,6 +140,7 @@ export class Sink {
         break;
       }
       this.#queued -= written;
+      this.#taken += written;
       if (written < bytes.length) this.#queue[0] = bytes.subarray(written);
       else this.#queue.shift();
       if (this.#queue.length === 0) this.sayDropped();
@@ -147,7 +158,10 @@ export const stderr: Sink = new Sink(
   (bytes) => Deno.stderr.writeSync(bytes),
 );
 
-/** How long the process waits for stderr to take its last lines. */
+/**
+ * How long the process waits for stderr to take its last lines while it
+ * takes none (a stalled pipe); at most 10 times that in all.
+ */
 export const EXIT_FLUSH_MS = 500;
 /** The same, when a second signal forces the exit. */
 export const FORCED_FLUSH_MS = 100;
@@ -163,8 +177,9 @@ export function exitAtStart(code: number, line: string): never {
 }
 
 /**
- * Exits with `code` once stderr has taken what is queued, or after
- * `ms` (a stalled pipe must not hold the exit).
+ * Exits with `code` once stderr has taken what is queued, or once it has
+ * taken nothing for `ms`, at most `10 × ms` in all (a stalled pipe must not
+ * hold the exit; a slow one still gets the last lines).
  */
 export async function exitFlushed(
   code: number,

@@ -88,6 +88,37 @@ Deno.test("stderr sink: flush() is bounded when the pipe never drains", async ()
   await sink.flush(1000);
 });
 
+Deno.test("stderr sink: flush() waits while a slow pipe keeps taking, up to its cap, so the last line is written", async () => {
+  const written: string[] = [];
+  // Takes 10 bytes every 20 ms: slower than one flush interval in all.
+  let slow = true;
+  const sink = new Sink(async (bytes) => {
+    if (!slow) {
+      written.push(decoder.decode(bytes));
+      return bytes.length;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const n = Math.min(10, bytes.length);
+    written.push(decoder.decode(bytes.subarray(0, n)));
+    return n;
+  });
+  sink.write("x".repeat(200) + "\n");
+  sink.write("the last line\n");
+  const start = performance.now();
+  await sink.flush(50, 5000);
+  assert.ok(performance.now() - start > 100, "waited past one interval");
+  assert.match(written.join(""), /the last line\n$/);
+  // The cap holds however long it keeps taking.
+  sink.write("y".repeat(10_000) + "\n");
+  const capped = performance.now();
+  await sink.flush(50, 200);
+  const took = performance.now() - capped;
+  assert.ok(took >= 150 && took < 1000, `flush took ${took} ms`);
+  slow = false;
+  await sink.flush(1000);
+  assert.match(written.join(""), /y\n$/);
+});
+
 Deno.test("stderr sink: a broken pipe (the write throws) drops everything after, quietly", async () => {
   let calls = 0;
   const sink = new Sink(() => {
