@@ -4,6 +4,7 @@
  * a variable that cannot be read (no `--allow-env`) counts as unset.
  */
 import { grantedEnv } from "../lifecycle/_env_var.ts";
+import { badOption } from "../lifecycle/_log.ts";
 import { MAX_TIMER_MS, wholeNumber } from "../lifecycle/_cli.ts";
 import { MAX_RETRY_AFTER, path } from "./_options.ts";
 import { signalList } from "../lifecycle/_signals.ts";
@@ -91,10 +92,10 @@ export function optionsFromEnv(): ServeOptions {
     const names = signals.split(",").map((s) => s.trim()).filter(Boolean);
     // An empty list would silently turn graceful shutdown off.
     if (names.length === 0) {
-      throw new TypeError(
-        `GRACEFUL_SIGNALS: expected signal names such as SIGINT,SIGTERM, got ${
-          JSON.stringify(signals)
-        }`,
+      throw badOption(
+        "GRACEFUL_SIGNALS",
+        "signal names such as SIGINT,SIGTERM",
+        signals,
       );
     }
     try {
@@ -110,9 +111,7 @@ export function optionsFromEnv(): ServeOptions {
   const silent = grantedEnv("GRACEFUL_QUIET");
   if (silent !== undefined) {
     if (silent !== "0" && silent !== "1") {
-      throw new TypeError(
-        `GRACEFUL_QUIET: expected 0 or 1, got ${JSON.stringify(silent)}`,
-      );
+      throw badOption("GRACEFUL_QUIET", "0 or 1", silent);
     }
     if (silent === "1") options.logger = false;
   }

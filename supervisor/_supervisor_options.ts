@@ -134,8 +134,10 @@ export function supervisorSettings(
     Math.min(ROLLBACK_WINDOW_DEFAULT, preDrain),
   );
   if (rollbackWindow > preDrain) {
-    throw new TypeError(
-      `rollbackWindow: expected at most preDrain (${preDrain} ms), got ${rollbackWindow}`,
+    throw badOption(
+      "rollbackWindow",
+      `at most preDrain (${preDrain} ms)`,
+      rollbackWindow,
     );
   }
   if (options.steer !== undefined && typeof options.steer !== "boolean") {
