@@ -119,6 +119,23 @@ export type Drainer = (
   context: DrainContext,
 ) => Promise<void | { forced: boolean; broken?: readonly string[] }>;
 
+/** How a drainer takes part, beyond being waited for. */
+export interface DrainerOptions {
+  /**
+   * Called in a stop signal's own task, before anything else of the stop
+   * (its log line, every drainer): stop taking new work there if nothing
+   * must come first, and return a promise; the rest of the stop waits for
+   * it (at most 100 ms). `serve()` closes a listener here when nothing holds
+   * it open, as a handler that calls `server.shutdown()` on the signal
+   * does, and resolves once Deno has closed the idle kept-alive connections:
+   * none is left open for a request to race. Return `undefined` if nothing
+   * was stopped. Not called for a stop begun by `start()` or a supervisor's
+   * command, nor for a signal that joins a stop under way.
+   * @default undefined
+   */
+  stopAccepting?: () => Promise<unknown> | undefined;
+}
+
 /** How a shutdown ended. */
 export interface ShutdownResult {
   /** Why it started. */

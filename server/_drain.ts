@@ -63,8 +63,13 @@ export interface DrainHost {
   abort(reason: string): void;
   /** Takes the listener out of the port's group; returns how many. */
   detach(): number;
-  /** Calls Deno's `shutdown()` (once). */
-  closeListener(): void;
+  /** True when `detach()` can shut the listener in the kernel. */
+  canDetach(): boolean;
+  /**
+   * Calls Deno's `shutdown()` (once); resolves when it has (never
+   * rejects).
+   */
+  closeListener(): Promise<void>;
   /**
    * True when every accepted connection is busy with a request or was told
    * `Connection: close`; `undefined` if it cannot tell (`_census.ts`).
@@ -72,6 +77,35 @@ export interface DrainHost {
   quiet(): boolean | undefined;
   /** Whether the supervisor steers new connections away from it now. */
   steered(): boolean;
+}
+
+/**
+ * A first signal's first step for a server on its own
+ * (`DrainerOptions.stopAccepting`): with no delay, nothing to wait for
+ * before Deno's `shutdown()` and no way to shut the listener in the kernel,
+ * the drain begins and `shutdown()` is called now, in the signal's own
+ * task, as a handler that calls it on the signal does. If it was, resolves
+ * once Deno has closed the idle connections (its own tasks run after this
+ * one: a 0 ms timer, ~2.5 ms on Deno 2.9.6), or once `shutdown()` has
+ * resolved if sooner (idle: ~0.7 ms); `undefined` if not.
+ */
+export function closeEarly(
+  host: DrainHost,
+  delay: Delay,
+): Promise<unknown> | undefined {
+  if (
+    delay.max > 0 || host.traffic.draining || host.canDetach() ||
+    !nothingHolds(host)
+  ) return undefined;
+  host.traffic.startDraining();
+  const turn = timer(0, undefined);
+  return Promise.race([closeListener(host), turn.promise]).finally(turn.clear);
+}
+
+/** True when nothing must happen before Deno's `shutdown()`. */
+function nothingHolds(host: DrainHost): boolean {
+  return host.traffic.bodiesPending === 0 &&
+    !host.traffic.webSockets.mayBeOpen;
 }
 
 export async function runDrain(
@@ -104,9 +138,12 @@ export async function runDrain(
   // Without it, nothing to wait for before Deno's shutdown() (no body
   // arriving, no WebSocket): the listener closes now, before the handlers'
   // abort listeners run, as early as Deno.serve by hand does.
-  const closeNow = delay.max === 0 && !detach && !settleHere && !steered &&
-    host.traffic.bodiesPending === 0 && !host.traffic.webSockets.mayBeOpen;
-  if (closeNow) closeListener(host);
+  // Closed already by `closeEarly`, or closed now.
+  const closed = host.traffic.listenerClosed;
+  const closeNow = closed ||
+    (delay.max === 0 && !detach && !settleHere && !steered &&
+      nothingHolds(host));
+  if (closeNow && !closed) closeListener(host);
   host.abort(reason);
   const announce = (extra: string) =>
     host.logger.info(
@@ -230,9 +267,9 @@ export async function runDrain(
 }
 
 /** Deno's `shutdown()`: the listener closes, idle connections too. */
-function closeListener(host: DrainHost) {
+function closeListener(host: DrainHost): Promise<void> {
   host.traffic.closingListener();
-  host.closeListener();
+  return host.closeListener();
 }
 
 /**

@@ -13,7 +13,7 @@ import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
 import { Notifier } from "../lifecycle/_notify.ts";
 import { bodiesNeedHold } from "./_body_hold.ts";
-import { type DrainHost, runDrain } from "./_drain.ts";
+import { closeEarly, type DrainHost, runDrain } from "./_drain.ts";
 import type {
   DrainResult,
   GracefulHandler,
@@ -105,8 +105,7 @@ export class Server implements GracefulServer {
       throw badOption("shutdown", "a Shutdown or false", shutdown);
     }
     if (shutdown !== undefined) {
-      // They configure the Shutdown serve() would make: with one given (or
-      // none wanted) they would be dropped.
+      // Settings of the Shutdown serve() would make: dropped beside one.
       const given = { signals, hooksTimeout, exit, logger, drainOnCrash };
       for (const [name, value] of Object.entries(given)) {
         if (value === undefined || (name === "logger" && shutdown === false)) {
@@ -215,6 +214,7 @@ export class Server implements GracefulServer {
       streamsCounted: this.#streamsCounted,
       finished: this.#finished,
       abort: (reason) => this.#controller.abort(reason),
+      canDetach: () => listeners.found,
       detach: () => {
         const detached = listeners.detach();
         if (detached > 0) this.#detached = true;
@@ -222,10 +222,15 @@ export class Server implements GracefulServer {
       },
       quiet: () => this.#quiet(),
       steered: () => this.#steered,
-      closeListener: () =>
-        void http.shutdown().then(this.#closed.resolve, this.#closed.reject),
+      closeListener: () => {
+        http.shutdown().then(this.#closed.resolve, this.#closed.reject);
+        return this.#closed.promise.catch(() => {});
+      },
     };
-    this.lifecycle?.addDrainer((context) => this.#drain(context));
+    const closesEarly = () => closeEarly(this.#host, this.#drainDelay);
+    this.lifecycle?.addDrainer((context) => this.#drain(context), {
+      stopAccepting: link ? undefined : closesEarly,
+    });
     const appReady = readyWhen && this.#readyWhen(readyWhen);
     appReady?.catch(() => {}); // said by #readyWhen
     link?.ready({

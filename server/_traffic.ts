@@ -131,10 +131,10 @@ export class Traffic implements Arrivals {
     this.#hold = options.holdBodies ? new BodyHold() : undefined;
   }
 
-  /** Starts the drain. */
+  /** Starts the drain (a second call changes nothing). */
   startDraining(): void {
     this.#draining = true;
-    this.#drainStart = performance.now();
+    this.#drainStart ||= performance.now();
   }
   /** Resolves with the time of the health path's first 503. */
   get healthRefused(): Promise<number> {

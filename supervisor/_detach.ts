@@ -33,6 +33,11 @@ export class Listeners {
     this.#addr = addr;
   }
 
+  /** True when descriptors were found: {@linkcode detach} can shut them. */
+  get found(): boolean {
+    return (this.#fds?.length ?? 0) > 0;
+  }
+
   /** Finds the descriptors now, where libc is available (at start). */
   find(): void {
     if (this.#addr.transport !== "tcp") this.#fds = [];

@@ -2,10 +2,11 @@
  * The drain's first steps (server/_drain.ts) over a fake server: when the
  * listener is shut in the kernel (detach), when Deno's shutdown() closes it,
  * and in which order against the drain signal, alone or under the
- * supervisor, with and without --allow-ffi, a body arriving, a delay.
+ * supervisor, with and without --allow-ffi, a body arriving, a delay;
+ * and the first signal's early close (`closeEarly`).
  */
 import assert from "node:assert/strict";
-import { type DrainHost, runDrain } from "../../server/_drain.ts";
+import { closeEarly, type DrainHost, runDrain } from "../../server/_drain.ts";
 import type { Traffic } from "../../server/_traffic.ts";
 import { silentLogger } from "../../lifecycle/_log.ts";
 
@@ -31,8 +32,19 @@ function fake(
   const closed = Promise.withResolvers<void>();
   const arrived = Promise.withResolvers<void>();
   let pending = bodies;
+  let draining = false;
+  let listenerClosed = false;
   const traffic = {
-    startDraining: () => events.push("draining"),
+    startDraining: () => {
+      if (!draining) events.push("draining");
+      draining = true;
+    },
+    get draining() {
+      return draining;
+    },
+    get listenerClosed() {
+      return listenerClosed;
+    },
     get bodiesPending() {
       return pending;
     },
@@ -45,7 +57,7 @@ function fake(
     cut: () => [],
     broken: [],
     counts: { drained: 0, lateRefused: 0 },
-    closingListener: () => {},
+    closingListener: () => listenerClosed = true,
   } as unknown as Traffic;
   const host: DrainHost = {
     where: "127.0.0.1:1",
@@ -59,9 +71,11 @@ function fake(
       events.push("detach");
       return ffi ? 1 : 0;
     },
+    canDetach: () => ffi,
     closeListener: () => {
       events.push("shutdown");
       closed.resolve();
+      return closed.promise;
     },
     quiet: () =>
       ffi ? (typeof quiet === "function" ? quiet() : quiet) : undefined,
@@ -176,4 +190,30 @@ Deno.test("drain, alone with a fixed delay and --allow-ffi: the listener is shut
   await runDrain(f.host, "SIGTERM", { max: 60, quiet: undefined }, undefined);
   assert.deepEqual(f.events, ["draining", "abort", "detach", "shutdown"]);
   assert.ok(performance.now() - start >= 55);
+});
+
+Deno.test("drain, alone without --allow-ffi: closeEarly calls shutdown() at the signal, before the drain; runDrain does not call it again", async () => {
+  const f = fake();
+  const acted = closeEarly(f.host, NO_DELAY);
+  assert.ok(acted instanceof Promise);
+  assert.deepEqual(f.events, ["draining", "shutdown"]);
+  await acted;
+  await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+  assert.deepEqual(f.events, ["draining", "shutdown", "detach", "abort"]);
+});
+
+Deno.test("drain: closeEarly leaves the listener to the drain with --allow-ffi, a body arriving, a delay, or a drain under way", () => {
+  const cases: [string, Fake, { max: number; quiet: undefined }][] = [
+    ["--allow-ffi", fake({ ffi: true }), NO_DELAY],
+    ["a body arriving", fake({ bodies: 1 }), NO_DELAY],
+    ["a delay", fake(), { max: 100, quiet: undefined }],
+  ];
+  const under = fake();
+  under.host.traffic.startDraining();
+  cases.push(["a drain under way", under, NO_DELAY]);
+  for (const [what, f, delay] of cases) {
+    const before = [...f.events];
+    assert.equal(closeEarly(f.host, delay), undefined, what);
+    assert.deepEqual(f.events, before, what);
+  }
 });
