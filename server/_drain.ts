@@ -1,10 +1,11 @@
 /**
- * The drain of one server, step by step: abort the drain signal, the drain
- * delay (fixed or self-ending), the listener's detach under the supervisor,
- * the wait for request bodies not yet read (where Deno loses them), Deno's `shutdown()`, the wait
- * for in-flight requests up to `drainTimeout`, the cut at the deadline, and
- * the lines that report it. The server (`_server.ts`) owns the state; this
- * only sequences it.
+ * The drain of one server, step by step: Deno's `shutdown()` at a first
+ * signal when nothing must come first (`closeEarly`), abort the drain
+ * signal, the drain delay (fixed or self-ending), the listener's detach
+ * under the supervisor, the wait for request bodies not yet read (where Deno
+ * loses them), Deno's `shutdown()`, the wait for in-flight requests up to
+ * `drainTimeout`, the cut at the deadline, and the lines that report it.
+ * The server (`_server.ts`) owns the state; this only sequences it.
  */
 import { type Logger, since } from "../lifecycle/_log.ts";
 import { timer } from "../lifecycle/_timer.ts";

@@ -43,6 +43,21 @@ Deno.test("drain: idle keep-alive connections are closed by the server", async (
   assert.equal((await proc.status).code, 0);
 });
 
+Deno.test("drain: idle keep-alive connections close at the signal, before the stop's own work (an abort listener that holds the event loop 400 ms)", async () => {
+  const { proc, port } = await start({ blockOnStop: 400 });
+  await using _ = proc;
+  const conn = await Conn.open(port);
+  assert.equal((await conn.request("/")).status, 200);
+  const signalled = performance.now();
+  proc.kill("SIGTERM");
+  assert.equal(await conn.closedByPeer(), true);
+  const took = performance.now() - signalled;
+  // Before, the stop ran first: closed after the 400 ms block.
+  assert.ok(took < 250, `closed ${Math.round(took)} ms after SIGTERM`);
+  conn.close();
+  assert.equal((await proc.status).code, 0);
+});
+
 Deno.test("drain: the deadline cuts a never-ending SSE stream cleanly and exits 124", async () => {
   const { proc, port } = await start({ drainTimeout: 700 });
   await using _ = proc;
