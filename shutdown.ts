@@ -268,11 +268,15 @@ export class Shutdown implements Disposable {
     ).filter((waiting) => waiting !== undefined);
     if (stopping.length === 0) return this.#begin(name);
     const bound = timer(STOP_ACCEPTING_MS, undefined);
-    Promise.race([Promise.allSettled(stopping), bound.promise]).then(() => {
-      bound.clear();
-      this.#begin(name);
-    });
+    this.#opening = Promise.race([Promise.allSettled(stopping), bound.promise])
+      .then(() => {
+        bound.clear();
+        this.#begin(name);
+      });
   }
+
+  /** The held start of a stop (see #onSignal): later lines wait for its. */
+  #opening: Promise<void> | undefined;
 
   /** A signal for a stop under way: said, or the forced exit. */
   #again(name: Deno.Signal, action: StopAction) {
@@ -281,9 +285,12 @@ export class Shutdown implements Disposable {
         `${name} received: already shutting down (${this.#reason}), taken as the same stop (send ${name} again to exit at once)`,
       );
     } else if (action === "echo") {
-      this.#logger.info(
-        `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a terminal, systemd or a wrapper such as \`deno task\` delivers one stop to every process of the group)`,
-      );
+      const say = () =>
+        this.#logger.info(
+          `${name} again within ${SAME_SIGNAL_MS} ms: taken as the same one (a terminal, systemd or a wrapper such as \`deno task\` delivers one stop to every process of the group)`,
+        );
+      if (this.#opening) this.#opening.then(say);
+      else say();
     } else {
       const code = signalExitCode(name);
       this.#logger.error(`second ${name}: exiting now with code ${code}`);

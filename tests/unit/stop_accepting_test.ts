@@ -97,3 +97,18 @@ Deno.test("shutdown: stopAccepting is not called for start(), nor for a signal j
   assert.ok(!c.events.includes("stopAccepting"), c.events.join(", "));
   assert.ok(c.events.some((e) => /already shutting down/.test(e)));
 });
+
+Deno.test("shutdown: a copy of the first signal while the stop is held is said after the stop's own line", async () => {
+  const acted = Promise.withResolvers<void>();
+  using c = captured(acted.promise);
+  c.signal();
+  c.signal(); // the group's copy (a terminal and `deno task` both send it)
+  await turn();
+  assert.deepEqual(c.events, ["stopAccepting"]);
+  acted.resolve();
+  await turn();
+  const lines = c.events.filter((e) => e.startsWith("line: "));
+  assert.match(lines[0], /SIGUSR2 received: shutting down/);
+  assert.match(lines[1], /SIGUSR2 again within 200 ms/);
+  await c.shutdown.start();
+});
