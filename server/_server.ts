@@ -193,10 +193,9 @@ export class Server implements GracefulServer {
       await this.#closed.promise;
     });
     const http = this.#http;
-    // At start, not at the signal, where it would hold the event loop: the
-    // listener's descriptor (with --allow-ffi, a scan of ~5 ms). A worker
-    // finds it, and looks at Deno's internals (~10 ms), once it has reported
-    // ready: its restart waits for that report.
+    // At start, not at the signal (it would hold the event loop): the
+    // listener's descriptor (--allow-ffi: a ~5 ms scan). A worker finds it and
+    // checks Deno (~10 ms) after its ready report, which its restart awaits.
     const listeners = new Listeners(http.addr);
     if (!link) listeners.find();
     else {
