@@ -50,6 +50,13 @@ export function resolveLogger(logger: Logger | false | undefined): Logger {
   return logger;
 }
 
+/** An address for log lines: `host:port`, or the path of a Unix socket. */
+export function describeAddr(addr: Deno.Addr): string {
+  if ("path" in addr) return addr.path;
+  if ("cid" in addr) return `vsock:${addr.cid}:${addr.port}`;
+  return `${addr.hostname}:${addr.port}`;
+}
+
 /** A short, readable rendering of a bad option value for error messages. */
 export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);

@@ -5,6 +5,7 @@
 import {
   badOption,
   describe,
+  describeAddr,
   type Logger,
   resolveLogger,
 } from "../lifecycle/_log.ts";
@@ -21,6 +22,7 @@ import type {
   ServeOptions,
 } from "./_server_types.ts";
 import { Listeners } from "../supervisor/_detach.ts";
+import { holdTimerWarmUp } from "../lifecycle/_timer.ts";
 import { census } from "../supervisor/_census.ts";
 import { steerAway, unsteer } from "../supervisor/_steer.ts";
 import { supervisor } from "../supervisor/_supervised.ts";
@@ -37,13 +39,6 @@ import {
  * replaces `Deno.serve` with a function that calls `serve()`.
  */
 const denoServe = Deno.serve;
-
-/** An address for log lines: `host:port`, or the path of a Unix socket. */
-function describeAddr(addr: Deno.Addr): string {
-  if ("path" in addr) return addr.path;
-  if ("cid" in addr) return `vsock:${addr.cid}:${addr.port}`;
-  return `${addr.hostname}:${addr.port}`;
-}
 
 /** One graceful server, from `Deno.serve` to the end of its drain. */
 export class Server implements GracefulServer {
@@ -162,14 +157,18 @@ export class Server implements GracefulServer {
       (denoOptions as Deno.ServeTcpOptions).reusePort = true;
     }
     // Listen for signals before listening for requests: once `onListen` has
-    // announced the port, a signal must already find its listener.
+    // announced the port, a signal must already find its listener. Deno's
+    // timers are set up after `Deno.serve` (`_timer.ts`).
+    const warmUp = holdTimerWarmUp();
     this.lifecycle?.listen();
     try {
       this.#http = denoServe(
         denoOptions as Deno.ServeTcpOptions,
         this.#traffic.handle,
       );
+      warmUp();
     } catch (error) {
+      warmUp();
       if (this.#ownsLifecycle) this.lifecycle?.[Symbol.dispose]();
       const where = `${options.hostname ?? "0.0.0.0"}:${options.port ?? 8000}`;
       if (error instanceof Deno.errors.AddrInUse) {

@@ -506,3 +506,20 @@ Deno.test("with a shared Shutdown, server.shutdown() drains that server only; th
   assert.deepEqual(ran, ["hook"]);
   assert.equal(b.draining, true);
 });
+
+Deno.test("serve(): Deno's timers are set up after Deno.serve has started, not before (set up before it, Deno 2.9.6 delivered signals later while clients were connected)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      new URL("./fixtures/timer_order.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const order: string[] = JSON.parse(text);
+  assert.equal(order[0], "Deno.serve", text);
+  assert.ok(order.includes("setTimeout"), text);
+});
