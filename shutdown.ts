@@ -144,9 +144,12 @@ export class Shutdown implements Disposable {
     return this.#controller.signal;
   }
 
-  /** True once the shutdown has started. */
+  /**
+   * True once the shutdown has started: `start()` was called or a stop
+   * signal came (also while its start waits for `stopAccepting`).
+   */
   get started(): boolean {
-    return this.#result !== undefined;
+    return this.#stops.started;
   }
 
   /** The logger this shutdown reports to. */

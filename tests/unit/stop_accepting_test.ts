@@ -58,6 +58,7 @@ Deno.test("shutdown: a first signal runs stopAccepting first; when it stopped so
   using c = captured(acted.promise);
   c.signal();
   assert.deepEqual(c.events, ["stopAccepting"]);
+  assert.equal(c.shutdown.started, true, "started while held");
   await turn();
   assert.deepEqual(c.events, ["stopAccepting"], "waits for the promise");
   acted.resolve();
