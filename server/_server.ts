@@ -166,9 +166,7 @@ export class Server implements GracefulServer {
         denoOptions as Deno.ServeTcpOptions,
         this.#traffic.handle,
       );
-      warmUp();
     } catch (error) {
-      warmUp();
       if (this.#ownsLifecycle) this.lifecycle?.[Symbol.dispose]();
       const where = `${options.hostname ?? "0.0.0.0"}:${options.port ?? 8000}`;
       if (error instanceof Deno.errors.AddrInUse) {
@@ -183,6 +181,8 @@ export class Server implements GracefulServer {
         error.message = `cannot listen on ${where}: ${error.message}`;
       }
       throw error;
+    } finally {
+      warmUp();
     }
     // A detached listener makes Deno's accept loop fail (EINVAL), which
     // rejects `finished` early: once this server has detached it, that is
