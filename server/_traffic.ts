@@ -1,8 +1,7 @@
 /**
- * The request-level half of a graceful server: it wraps the user's handler,
- * counts what is in flight, marks responses `Connection: close` while
- * draining, answers the health path, and at the deadline cuts what is left.
- * It owns the in-flight registry; the server owns the lifecycle.
+ * The request-level half of a graceful server: wraps the handler, counts
+ * what is in flight, says `Connection: close` while draining, answers the
+ * probes, and cuts what is left at the deadline.
  */
 import { hasOpenEndedBody, isEventStream } from "./_response_body.ts";
 import type { Arrivals } from "./_drain_delay.ts";
@@ -29,23 +28,17 @@ export interface TrafficOptions {
   handler: GracefulHandler;
   onError?: (error: unknown) => Response | Promise<Response>;
   healthPath?: string;
-  /** A path answered 200 `alive` while the process lives, draining too. */
   livenessPath?: string;
   /** Which streaming bodies to wrap so the deadline can end them. */
   endStreams: "events" | "all" | false;
   /** True where Deno's `shutdown()` loses unread bodies (`_body_hold.ts`). */
   holdBodies: boolean;
-  /** Seconds for `Retry-After` on the 503s written here, or `false`. */
   retryAfter: number | false;
   signal: AbortSignal;
   logger: Logger;
 }
 
-/**
- * How long an event stream begun after the drain signal may run (its
- * client came back on a kept-alive connection): it then ends, told
- * `Connection: close`, and the client reconnects elsewhere.
- */
+/** How long an event stream begun after the drain signal may run. */
 const LATE_STREAM_MS = 100;
 
 /** Tracks and wraps the requests of one server. */
@@ -54,32 +47,23 @@ export class Traffic implements Arrivals {
   #pending = new InFlight<Work>();
   /** The request whose handler is running synchronously, if any. */
   #calling: Request | undefined = undefined;
-  /** What holds Deno's `shutdown()` back, where it loses bodies. */
   readonly #hold: BodyHold | undefined;
-  /** Streaming responses the deadline can end. */
   #streams = new OpenStreams((peer) => this.#finished(peer));
-  /** WebSockets upgraded here, until their closing handshake is done. */
   readonly webSockets: WebSockets = new WebSockets();
   #options: TrafficOptions;
   /** Requests that failed because the drain took their body (should be none). */
   #broken: string[] = [];
-  /** True from the moment the server starts draining. */
   get draining(): boolean {
     return this.#draining;
   }
   #draining = false;
-  /** The probe paths, and the app's readiness. */
   readonly health: Health;
   /** True when there is a probe path: only then is a request's path read. */
   readonly #probes: boolean;
   /**
-   * True during a supervisor's pre-drain: still serving, but every response
-   * says `Connection: close` and the health path 503 (like `drainDelay`).
+   * Starts (`true`) or ends a supervisor's pre-drain: still serving, but
+   * every response says `Connection: close` and the health path 503.
    */
-  get preDraining(): boolean {
-    return this.#preDraining;
-  }
-  /** Starts (`true`) or ends a supervisor's pre-drain. */
   preDrain(on: boolean): void {
     this.#preDraining = on;
     if (!on) this.#announced.clear();
@@ -87,37 +71,25 @@ export class Traffic implements Arrivals {
   #preDraining = false;
   /** Peers told `Connection: close` (or a stream's end) while draining. */
   #announced = new Announced();
-  /**
-   * True from just before Deno's `shutdown()` (`closingListener`): from
-   * then on, a body that Deno hands over may already be unreadable
-   * (denoland/deno#36809).
-   */
+  /** True once Deno's `shutdown()` was called: bodies may be unreadable. */
   get listenerClosed(): boolean {
     return this.#listenerClosed;
   }
   #listenerClosed = false;
-  /** Says that Deno's `shutdown()` is being called now. */
   closingListener(): void {
     this.#listenerClosed = true;
   }
-  /**
-   * Requests (or streams) finished after draining started, and late ones
-   * answered 503 because their body was already gone.
-   */
+  /** Requests finished while draining; late ones refused (body gone). */
   get counts(): { drained: number; lateRefused: number } {
     return { drained: this.#drained, lateRefused: this.#lateRefused };
   }
   #drained = 0;
   #lateRefused = 0;
-  /**
-   * `performance.now()` of the last request other than the health path
-   * since the drain started (only the drain needs it).
-   */
+  /** `performance.now()` of the last request (not a probe) while draining. */
   get lastArrival(): number {
     return this.#lastArrival;
   }
   #lastArrival = -Infinity;
-  /** `performance.now()` when the drain started. */
   #drainStart = 0;
 
   #info: ProxyHandler<Deno.ServeHandlerInfo<Deno.NetAddr>>;
@@ -136,19 +108,14 @@ export class Traffic implements Arrivals {
     this.#draining = true;
     this.#drainStart ||= performance.now();
   }
-  /** Resolves with the time of the health path's first 503. */
   get healthRefused(): Promise<number> {
     return this.health.refused;
   }
-  /** True when a health path is set. */
   get hasHealthPath(): boolean {
     return this.health.hasHealthPath;
   }
 
-  /**
-   * Requests whose body Deno may still have to deliver: what holds Deno's
-   * `shutdown()` back (none where it keeps bodies; `_body_hold.ts`).
-   */
+  /** Requests whose body Deno may still have to deliver (`_body_hold.ts`). */
   get bodiesPending(): number {
     return this.#hold?.holding(this.#running()) ?? 0;
   }
@@ -161,16 +128,12 @@ export class Traffic implements Arrivals {
     return running;
   }
 
-  /**
-   * Resolves true when no request holds `shutdown()` back (new ones
-   * included), false at `deadline`.
-   */
+  /** True once no request holds `shutdown()` back; false at `deadline`. */
   bodiesIn(deadline: Promise<unknown>): Promise<boolean> {
     return this.#hold?.released(() => this.#running(), deadline) ??
       Promise.resolve(true);
   }
 
-  /** Requests whose handler failed because the drain took its body away. */
   get broken(): string[] {
     return this.#broken;
   }
@@ -202,8 +165,7 @@ export class Traffic implements Arrivals {
       );
       if (probe) return probe;
     }
-    // Before the drain a request carries nothing more: it is recorded only
-    // if its handler is still running when it returns.
+    // Before the drain, recorded only if its handler has not returned.
     if (!this.draining) return this.#runLight(request, info);
     const work = new Work(request, this.#lastArrival = performance.now());
     if (this.listenerClosed && this.#hold && mayHaveBody(request)) {
@@ -232,10 +194,7 @@ export class Traffic implements Arrivals {
     return result;
   }
 
-  /**
-   * A request before the drain: a response the handler returns at once goes
-   * out with no record (a drain it starts itself sees it as `#calling`).
-   */
+  /** A request before the drain: no record if the handler answers at once. */
   #runLight(
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
@@ -287,10 +246,9 @@ export class Traffic implements Arrivals {
   }
 
   /**
-   * A request with a body that Deno handed over after `shutdown()` (it was
-   * on a kept-alive connection as the listener closed). Its body may be
-   * gone: if it is, 503 without calling the handler (no side effect, so
-   * the client may retry); else the handler gets it, read whole.
+   * A request with a body handed over after `shutdown()`: if its body is
+   * gone, 503 without calling the handler (the client may retry); else the
+   * handler gets it, read whole.
    */
   async #late(
     work: Work,
@@ -305,10 +263,7 @@ export class Traffic implements Arrivals {
     return await this.#run(new Work(whole, work.start), info);
   }
 
-  /**
-   * At the deadline: answers 503 to every handler still running and ends
-   * every open stream. Returns one description per cut request.
-   */
+  /** At the deadline: 503 to every handler still running, every stream ended. */
   cut(): string[] {
     const cut: string[] = [];
     const report = (work: Work | OpenStream, what: string) =>
@@ -353,13 +308,11 @@ export class Traffic implements Arrivals {
       this.#announced.tell(info?.remoteAddr);
     }
     const ends = this.#options.endStreams;
-    // hasOpenEndedBody first: it reads Deno's internal record and, for the
-    // common static body, never touches `res.headers` (which Deno builds on
-    // first access).
     // Its unread body may be flowing into this response: the drain waits.
     if (this.#hold && mayHaveBody(request)) {
       this.#hold.answered(request, res, info?.completed);
     }
+    // hasOpenEndedBody first: for a static body it never builds `res.headers`.
     const open = ends && hasOpenEndedBody(res);
     const events = open && isEventStream(res);
     if (open && (ends === "all" || events)) {
@@ -379,9 +332,8 @@ export class Traffic implements Arrivals {
   }
 
   /**
-   * A response or stream is done. A stream that ends after the drain signal
-   * leaves its client about to come back (`EventSource` does): its
-   * connection counts as told, so Deno's `shutdown()` may close it.
+   * A response or stream is done. A stream ended after the drain signal
+   * counts as told (`EventSource` comes back elsewhere).
    */
   #finished(peer?: Deno.NetAddr) {
     if (this.draining) this.#drained++;
