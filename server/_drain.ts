@@ -1,10 +1,5 @@
 /**
- * The drain of one server, step by step: Deno's `shutdown()` at a first
- * signal when nothing must come first (`closeEarly`), abort the drain
- * signal, the drain delay (fixed or self-ending), the listener's detach
- * under the supervisor, the wait for request bodies not yet read (where Deno
- * loses them), Deno's `shutdown()`, the wait for in-flight requests up to
- * `drainTimeout`, the cut at the deadline, and the lines that report it.
+ * The drain of one server, step by step (ARCHITECTURE.md lists the steps).
  * The server (`_server.ts`) owns the state; this only sequences it.
  */
 import { type Logger, since } from "../lifecycle/_log.ts";
@@ -16,37 +11,29 @@ import type { DrainResult } from "./_server_types.ts";
 import type { Traffic } from "./_traffic.ts";
 
 /**
- * Under the supervisor, once new connections go elsewhere (steered or
- * detached), the longest time open connections are kept for each to be
- * told `Connection: close` or closed by its client (it ends sooner once the
- * server is quiet). Closing an idle kept-alive connection races the
- * client's next request on it; undici closes its own 4 s after its last
- * response. Measured, 20 restarts with Node's fetch at 150 GET + 150 POST/s:
- * a request lost in 3 of 10 rounds when idle ones were closed at the
- * pre-drain's 1 s, none in 10 rounds kept up to 5 s.
+ * Under the supervisor, once new connections go elsewhere, the longest time
+ * open connections are kept to be told `Connection: close` or closed by
+ * their client. Measured with undici (which closes its own after 4 s idle),
+ * 20 restarts: a request lost in 3 of 10 rounds at 1 s, none at 5 s.
  */
 const SUPERVISED_SETTLE_MS = 5000;
 /**
- * For a server on its own (--allow-ffi), the longest time open connections
- * are kept after the listener is shut, for each to be told `Connection:
- * close` (it ends sooner once all were). Measured, one SIGTERM, 10 rounds:
- * undici lost 8 requests with 200 ms and 0 with 1000 ms (the stop then took
- * 306 ms median, against 240); the other clients lost 0 with either.
+ * The same for a server on its own whose listener is shut (--allow-ffi).
+ * Measured, one SIGTERM, 10 rounds: undici lost 8 requests at 200 ms, 0 at
+ * 1000 ms (stop 306 ms median, against 240); the others 0 at either.
  */
 const ALONE_SETTLE_MS = 1000;
-/**
- * How often the settle looks whether the server is quiet: first after
- * 5 ms, each wait 1.5 times the last, at most 100 ms apart.
- */
+/** How often the settle looks whether the server is quiet (backoff × 1.5). */
 const SETTLE_POLL_MS = { first: 5, max: 100 };
-
 /** Time allowed for Deno to flush the 503s and ended streams after a cut. */
 const CUT_GRACE_MS = 1000;
 /**
- * Longest wait for the WebSockets the app is closing to finish their
- * closing handshake before `shutdown()` (never past the deadline): a
- * client's close reply takes a round trip.
+ * Longest wait for Deno to accept the connections queued on a listener
+ * before it is shut (which resets them: measured, a request lost in about
+ * 1 of 50 SIGTERMs under Python's requests).
  */
+const ACCEPT_QUEUED_MS = 50;
+/** Longest wait for the app's WebSocket closes to finish before `shutdown()`. */
 const WEBSOCKET_CLOSE_MS = 1000;
 
 /** What the drain needs from its server. */
@@ -56,9 +43,7 @@ export interface DrainHost {
   readonly traffic: Traffic;
   readonly logger: Logger;
   readonly drainTimeout: number;
-  /** Which streams are counted in flight. */
   readonly streamsCounted: "events" | "all" | false;
-  /** The server's `finished`. */
   readonly finished: Promise<void>;
   /** Aborts the drain signal handlers see. */
   abort(reason: string): void;
@@ -66,19 +51,24 @@ export interface DrainHost {
   detach(): number;
   /** True when `detach()` can shut the listener in the kernel. */
   canDetach(): boolean;
-  /**
-   * Calls Deno's `shutdown()` (once); resolves when it has (never
-   * rejects).
-   */
+  /** Connections in the listener's accept queue (0 if it cannot tell). */
+  queued(): number;
+  /** Calls Deno's `shutdown()` (once); resolves when it has, never rejects. */
   closeListener(): Promise<void>;
-  /**
-   * True when every accepted connection is busy with a request or was told
-   * `Connection: close`; `undefined` if it cannot tell (`_census.ts`).
-   */
+  /** True when every connection is busy or told; `undefined`: cannot tell. */
   quiet(): boolean | undefined;
   /** Whether the supervisor steers new connections away from it now. */
   steered(): boolean;
 }
+
+/**
+ * A first signal's first step for a server on its own
+ * (`DrainerOptions.stopAccepting`): with no delay, nothing to wait for and
+ * no way to shut the listener in the kernel, Deno's `shutdown()` is called
+ * in the signal's own task, as by hand. Resolves once Deno's tasks have run
+ * (a 0 ms timer, ~2.5 ms) or `shutdown()` resolved (idle: ~0.7 ms);
+ * `undefined` if it did not close.
+ */
 
 /**
  * A first signal's first step for a server on its own
@@ -114,10 +104,8 @@ export async function runDrain(
   reason: string,
   delay: Delay,
   /**
-   * The supervisor's choice: take the listener out of the port's group
-   * after the pre-drain (true) or not (false; the kernel would reset its
-   * queue). `undefined` for a server on its own, which shuts its listener
-   * where it can (--allow-ffi) and settles (see below).
+   * The supervisor's choice: detach the listener after the pre-drain or not
+   * (the kernel would reset its queue). `undefined` for a server on its own.
    */
   detach: boolean | undefined,
 ): Promise<DrainResult> {
@@ -125,21 +113,18 @@ export async function runDrain(
   const start = performance.now();
   const where = host.where;
   host.traffic.startDraining();
-  // No delay asked for and no supervisor: stop accepting now. With
-  // --allow-ffi the listener is shut in the kernel and the open connections
-  // stay, each closed once told `Connection: close` (the settle below, at
-  // most ALONE_SETTLE_MS): a client pool never sends on a connection closing
-  // under it (measured, one SIGTERM, 10 rounds: 0 failed for undici, Node's
-  // http.Agent, Python's requests and Go's net/http; Deno.serve by hand up to
-  // 14 per SIGTERM: bench/README.md).
-  let settleHere = alone && delay.max === 0 && host.detach() > 0;
-  // Steered by the supervisor: the listener gets nothing new, so it stays
-  // open while its connections settle (below).
+  // Alone with no delay and --allow-ffi: the listener is shut in the kernel
+  // and open connections settle (below), so a client pool never sends on a
+  // connection closing under it (bench/README.md, "real client pools").
+  let settleHere = false;
+  if (alone && delay.max === 0) {
+    if (host.queued() > 0) await accepted(host);
+    settleHere = host.detach() > 0;
+  }
+  // Steered: the listener gets nothing new and stays open while it settles.
   const steered = !alone && host.steered();
-  // Without it, nothing to wait for before Deno's shutdown() (no body
-  // arriving, no WebSocket): the listener closes now, before the handlers'
-  // abort listeners run, as early as Deno.serve by hand does.
-  // Closed already by `closeEarly`, or closed now.
+  // Else, with nothing to wait for, Deno's shutdown() now (or already, by
+  // `closeEarly`), as early as Deno.serve by hand.
   const closed = host.traffic.listenerClosed;
   const closeNow = closed ||
     (delay.max === 0 && !detach && !settleHere && !steered &&
@@ -157,22 +142,17 @@ export async function runDrain(
   if (delay.max > 0) {
     await waitDelay(host, delay, announce);
     // The same at the delay's end: what it accepted is answered, not cut.
+    if (alone && host.queued() > 0) await accepted(host);
     settleHere = alone && host.detach() > 0;
   }
-  // The deadline counts from the end of the delay: a delay (or a
-  // supervisor's pre-drain) never eats into the time requests have.
+  // Counted from the delay's end: a delay never eats into requests' time.
   const deadline = timer(host.drainTimeout, "deadline" as const);
   const detached = detach === true && host.detach() > 0;
   const shut = settleHere || detached || steered;
-  // Alone and quiet already (no connection open, or all told): nothing to
-  // wait for, nothing to say.
   if (shut && !(settleHere && host.quiet() === true)) {
-    // The listener is shut (or gets nothing new): connections it accepted
-    // get a moment to deliver their request, and kept-alive ones to be told
-    // `Connection: close` or closed by their client, before Deno's drain
-    // closes idle ones.
-    // Never more than half the deadline: idle connections must not make a
-    // drain with nothing in flight count as forced.
+    // Connections get a moment to deliver their request, or to be told
+    // `Connection: close`, before Deno's shutdown() closes idle ones; never
+    // more than half the deadline (an idle one must not force the drain).
     const bound = Math.min(
       settleHere ? ALONE_SETTLE_MS : SUPERVISED_SETTLE_MS,
       host.drainTimeout / 2,
@@ -194,16 +174,11 @@ export async function runDrain(
     looking.abort();
     settle.clear();
   }
-  // One macrotask for handlers to act on the signal: a WebSocket closed in
-  // an abort listener sends its own close frame before Deno's 1001. Without
-  // WebSockets none: the listener closes in the signal's own task, so
-  // nothing is accepted after the signal that Deno's shutdown() would cut
-  // (measured: first refused connect 25 ms after SIGTERM with this wait and
-  // a cold timer, 3 ms for Deno.serve by hand).
+  // A WebSocket closed in an abort listener sends its own close frame
+  // before Deno's 1001; without WebSockets no wait (nothing accepted late).
   if (host.traffic.webSockets.mayBeOpen) await timer(0, undefined).promise;
-  // Where Deno's shutdown() takes unread bodies away, none may be left
-  // (_body_hold.ts). At the deadline, what is left is cut (503) before
-  // shutdown() fails its reads.
+  // Where Deno's shutdown() loses unread bodies, none may be left: at the
+  // deadline, what is left is cut (503) first.
   let cut = await bodiesIn(host, where, deadline.promise, !shut)
     ? []
     : host.traffic.cut();
@@ -273,11 +248,7 @@ function closeListener(host: DrainHost): Promise<void> {
   return host.closeListener();
 }
 
-/**
- * Waits (up to 1 s, never past the deadline) for the WebSockets the app
- * is closing to finish their closing handshake: Deno's `shutdown()` would
- * close them again with 1001. One line counts those that did not.
- */
+/** Waits (bounded) for the app's WebSocket closes; says those left open. */
 async function webSocketsClosed(
   host: DrainHost,
   where: string,
@@ -331,12 +302,7 @@ export async function waitDelay(
   );
 }
 
-/**
- * Waits (up to the deadline) until no request holds Deno's `shutdown()`
- * back: where it loses unread bodies, a request whose body is not read yet
- * (`_body_hold.ts`). The listener stays open meanwhile (unless shut with
- * --allow-ffi); what it accepts is answered with `Connection: close`.
- */
+/** Waits (up to the deadline) for unread bodies (`_body_hold.ts`). */
 async function bodiesIn(
   host: DrainHost,
   where: string,
@@ -358,10 +324,7 @@ async function bodiesIn(
   return read;
 }
 
-/**
- * Resolves once `host` is quiet (looked at every few ms); never if it
- * cannot tell, or until `signal` (the caller bounds the wait).
- */
+/** Resolves once `host` is quiet; never if it cannot tell or `signal` ends. */
 async function quiet(host: DrainHost, signal: AbortSignal): Promise<void> {
   for (let wait = SETTLE_POLL_MS.first; !signal.aborted;) {
     const now = host.quiet();
@@ -371,4 +334,15 @@ async function quiet(host: DrainHost, signal: AbortSignal): Promise<void> {
     wait = Math.min(wait * 1.5, SETTLE_POLL_MS.max);
   }
   return new Promise(() => {});
+}
+
+/**
+ * Resolves once Deno has accepted what waits in the listener's accept queue
+ * (its accept loop runs between tasks), at most {@linkcode ACCEPT_QUEUED_MS}.
+ */
+async function accepted(host: DrainHost): Promise<void> {
+  const end = performance.now() + ACCEPT_QUEUED_MS;
+  while (host.queued() > 0 && performance.now() < end) {
+    await timer(1, undefined).promise;
+  }
 }

@@ -213,6 +213,7 @@ export class Server implements GracefulServer {
       finished: this.#finished,
       abort: (reason) => this.#controller.abort(reason),
       canDetach: () => listeners.found,
+      queued: () => listeners.queued(),
       detach: () => {
         const detached = listeners.detach();
         if (detached > 0) this.#detached = true;

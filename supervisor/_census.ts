@@ -12,10 +12,8 @@
  * which is why the caller waits a little after steering before it believes
  * an empty queue. Needs `--allow-ffi` on Linux; `undefined` elsewhere.
  */
-import { libc, onPort, openFds } from "./_sockets.ts";
+import { libc, onPort, openFds, tcpInfo } from "./_sockets.ts";
 
-const IPPROTO_TCP = 6;
-const TCP_INFO = 11;
 const TCP_ESTABLISHED = 1;
 const TCP_LISTEN = 10;
 const AF_INET = 2;
@@ -36,9 +34,6 @@ export interface Census {
 export function census(addr: Deno.NetAddr): Census | undefined {
   const lib = libc();
   if (!lib) return undefined;
-  const info = new Uint8Array(32);
-  const infoView = new DataView(info.buffer);
-  const infoLength = new Uint32Array(1);
   const address = new Uint8Array(128);
   const addressLength = new Uint32Array(1);
   const found: Census = { queued: 0, open: [] };
@@ -46,17 +41,12 @@ export function census(addr: Deno.NetAddr): Census | undefined {
   // for 20 connections: bench/README.md, "The census").
   for (const fd of openFds(lib)) {
     if (!onPort(lib, fd, addr)) continue;
-    infoLength[0] = info.length;
-    // TCP_INFO fails on anything but TCP (a UDP socket on the same port).
-    if (
-      lib.symbols.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, infoLength) !== 0
-    ) continue;
-    if (info[0] === TCP_LISTEN) {
-      // A listener's tcpi_unacked is its accept queue's length.
-      found.queued += infoView.getUint32(24, true);
+    const tcp = tcpInfo(lib, fd); // undefined for a UDP socket on the port
+    if (tcp?.state === TCP_LISTEN) {
+      found.queued += tcp.queued;
       continue;
     }
-    if (info[0] !== TCP_ESTABLISHED) continue;
+    if (tcp?.state !== TCP_ESTABLISHED) continue;
     addressLength[0] = address.length;
     if (lib.symbols.getpeername(fd, address, addressLength) !== 0) continue;
     const peer = peerOf(address);

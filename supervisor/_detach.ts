@@ -16,7 +16,7 @@
  * of `finished`; the server treats that one error as a normal end.
  */
 
-import { libc, listeningFds, stillListening } from "./_sockets.ts";
+import { libc, listeningFds, stillListening, tcpInfo } from "./_sockets.ts";
 
 const SHUT_RD = 0;
 
@@ -42,6 +42,19 @@ export class Listeners {
   find(): void {
     if (this.#addr.transport !== "tcp") this.#fds = [];
     else if (libc()) this.#fds ??= listeningFds(this.#addr);
+  }
+
+  /**
+   * Connections in the listeners' accept queues: shutting a listener resets
+   * them (unless the kernel migrates them to a sibling). 0 if unknown.
+   */
+  queued(): number {
+    const lib = libc();
+    let queued = 0;
+    for (const fd of (lib && this.#fds) || []) {
+      queued += tcpInfo(lib!, fd)?.queued ?? 0;
+    }
+    return queued;
   }
 
   /**

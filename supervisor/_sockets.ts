@@ -183,3 +183,27 @@ export function listeningFds(addr: Deno.NetAddr): number[] {
   }
   return found;
 }
+
+const IPPROTO_TCP = 6;
+const TCP_INFO = 11;
+const info = new Uint8Array(32);
+const infoLength = new Uint32Array(1);
+
+/**
+ * `fd`'s TCP state (`tcpi_state`: 1 established, 10 listening) and, for a
+ * listener, its accept queue's length (`tcpi_unacked`); `undefined` if `fd`
+ * is not a TCP socket.
+ */
+export function tcpInfo(
+  lib: Libc,
+  fd: number,
+): { state: number; queued: number } | undefined {
+  infoLength[0] = info.length;
+  if (lib.symbols.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, infoLength)) {
+    return undefined;
+  }
+  return {
+    state: info[0],
+    queued: new DataView(info.buffer).getUint32(24, true),
+  };
+}

@@ -7,6 +7,7 @@ import {
   exited,
   get,
   inFlight,
+  Proc,
   start,
 } from "./_helpers.ts";
 import { ExitCode } from "../shutdown.ts";
@@ -55,6 +56,34 @@ Deno.test("drain: idle keep-alive connections close at the signal, before the st
   // Before, the stop ran first: closed after the 400 ms block.
   assert.ok(took < 250, `closed ${Math.round(took)} ms after SIGTERM`);
   conn.close();
+  assert.equal((await proc.status).code, 0);
+});
+
+Deno.test("drain, --allow-ffi: a connection waiting in the accept queue at the signal is accepted and answered before the listener is shut (shutting it would reset it)", async () => {
+  const proc = new Proc([
+    "run",
+    "--allow-net",
+    "--allow-ffi",
+    new URL("./fixtures/app.ts", import.meta.url).pathname,
+    "{}",
+  ]);
+  await using _ = proc;
+  const port = Number(
+    (await proc.waitFor(/listening on http:\/\/[^:]+:(\d+)\//))[1],
+  );
+  const busy = await Conn.open(port);
+  await busy.send("/spin?ms=300");
+  await inFlight(proc, "/spin");
+  // The event loop is held: the kernel completes this handshake and queues
+  // the connection; Deno accepts it only after the signal's task.
+  const queued = await Conn.open(port);
+  await queued.send("/");
+  proc.kill("SIGTERM");
+  const res = await queued.read(); // before: ConnectionReset
+  assert.equal(res.status, 200);
+  assertCloses(res.headers);
+  busy.close();
+  queued.close();
   assert.equal((await proc.status).code, 0);
 });
 

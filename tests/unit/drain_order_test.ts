@@ -19,13 +19,16 @@ interface Fake {
 }
 
 function fake(
-  { ffi = false, quiet = true, bodies = 0, steered = false }: {
-    ffi?: boolean;
-    /** What the census says, or a function of the time it asks. */
-    quiet?: boolean | (() => boolean);
-    bodies?: number;
-    steered?: boolean;
-  } = {},
+  { ffi = false, quiet = true, bodies = 0, steered = false, queued = () => 0 }:
+    {
+      ffi?: boolean;
+      /** The listener's accept queue, as each look finds it. */
+      queued?: () => number;
+      /** What the census says, or a function of the time it asks. */
+      quiet?: boolean | (() => boolean);
+      bodies?: number;
+      steered?: boolean;
+    } = {},
 ): Fake {
   const events: string[] = [];
   const lines: string[] = [];
@@ -72,6 +75,11 @@ function fake(
       return ffi ? 1 : 0;
     },
     canDetach: () => ffi,
+    queued: () => {
+      const n = ffi ? queued() : 0;
+      if (n > 0) events.push(`queued ${n}`);
+      return n;
+    },
     closeListener: () => {
       events.push("shutdown");
       closed.resolve();
@@ -122,6 +130,26 @@ Deno.test("drain, alone with --allow-ffi, a connection never told close: shutdow
   assert.ok(
     f.lines.some((l) => /stopped accepting on .*at most 1000 ms/.test(l)),
   );
+});
+
+Deno.test("drain, alone with --allow-ffi, connections in the accept queue at the signal: the listener is shut once Deno has accepted them (shutting resets them), at most 50 ms", async () => {
+  let looks = 0;
+  const f = fake({ ffi: true, queued: () => ++looks <= 2 ? 1 : 0 });
+  await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
+  assert.deepEqual(f.events, [
+    "draining",
+    "queued 1",
+    "queued 1",
+    "detach",
+    "abort",
+    "shutdown",
+  ]);
+  const always = fake({ ffi: true, queued: () => 1 });
+  const start = performance.now();
+  await runDrain(always.host, "SIGTERM", NO_DELAY, undefined);
+  const took = performance.now() - start;
+  assert.ok(took >= 45 && took < 1000, `${took} ms`);
+  assert.equal(always.events.filter((e) => e === "detach").length, 1);
 });
 
 Deno.test("drain, alone, a body arriving: with --allow-ffi the listener is shut at once, without it stays open; shutdown() once the body is in", async () => {
