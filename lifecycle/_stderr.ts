@@ -7,7 +7,8 @@
  * reading) fills up, and a synchronous write to it blocks the whole process:
  * no request would be answered and no deadline would fire. Here one write
  * at a time runs on Deno's blocking pool (`Deno.stderr.write`); lines wait
- * behind it up to {@linkcode QUEUE_LIMIT} bytes, and past that a line is
+ * behind it (and go out together in the next) up to {@linkcode QUEUE_LIMIT}
+ * bytes, and past that a line is
  * dropped and counted. The count is said as soon as the pipe takes lines
  * again, and the process flushes (bounded) before it exits.
  *
@@ -17,6 +18,8 @@
 
 /** Bytes that may wait behind a write in flight before lines are dropped. */
 export const QUEUE_LIMIT = 1024 * 1024;
+/** Most bytes written at once: a pipe's default capacity on Linux. */
+const BATCH = 64 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -59,8 +62,7 @@ export class Sink {
     if (this.#broken) return;
     const bytes = encoder.encode(text);
     if (
-      !keep && this.#queue.length > 0 &&
-      this.#queued + bytes.length > this.#limit
+      !keep && this.#queued > 0 && this.#queued + bytes.length > this.#limit
     ) {
       this.#dropped++;
       return;
@@ -103,7 +105,7 @@ export class Sink {
    */
   flushSync(last?: string): void {
     if (!this.#writeSync || this.#broken) return;
-    const rest = this.#writing ? this.#queue.splice(1) : this.#queue.splice(0);
+    const rest = this.#queue.splice(0);
     if (last !== undefined) rest.push(encoder.encode(last));
     try {
       for (let bytes of rest) {
@@ -125,24 +127,43 @@ export class Sink {
     );
   }
 
+  /**
+   * What waits, up to {@linkcode BATCH} bytes (at least one line), taken off
+   * the queue as one write: one trip to Deno's blocking pool. Larger writes
+   * would hold the queue's room longer, and lines would be dropped meanwhile.
+   */
+  #next(): Uint8Array {
+    let n = 1;
+    let size = this.#queue[0].length;
+    while (
+      n < this.#queue.length && size + this.#queue[n].length <= BATCH
+    ) size += this.#queue[n++].length;
+    const parts = this.#queue.splice(0, n);
+    if (n === 1) return parts[0];
+    const all = new Uint8Array(size);
+    parts.reduce((at, part) => (all.set(part, at), at + part.length), 0);
+    return all;
+  }
+
   async #pump() {
     this.#writing = true;
     while (this.#queue.length > 0) {
-      const bytes = this.#queue[0];
-      let written: number;
-      try {
-        written = await this.#write(bytes);
-      } catch {
-        // Closed or broken: nothing will ever be written again.
-        this.#broken = true;
-        this.#queue = [];
-        this.#queued = 0;
-        break;
+      let bytes = this.#next();
+      while (bytes.length > 0) {
+        let written: number;
+        try {
+          written = await this.#write(bytes);
+        } catch {
+          // Closed or broken: nothing will ever be written again.
+          this.#broken = true;
+          this.#queue = [];
+          this.#queued = 0;
+          break;
+        }
+        this.#queued -= written;
+        this.#taken += written;
+        bytes = bytes.subarray(written);
       }
-      this.#queued -= written;
-      this.#taken += written;
-      if (written < bytes.length) this.#queue[0] = bytes.subarray(written);
-      else this.#queue.shift();
       if (this.#queue.length === 0) this.sayDropped();
     }
     this.#writing = false;

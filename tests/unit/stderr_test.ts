@@ -165,3 +165,30 @@ Deno.test("stderr: flushSync writes its last line after the queue, never as the 
   sink.flushSync("fatal\n");
   assert.deepEqual(written, ["b\n", "fatal\n"]);
 });
+
+Deno.test("stderr sink: lines queued while a write is in flight go out in one write (one trip to Deno's blocking pool)", async () => {
+  const p = pipe();
+  const sink = new Sink(p.write);
+  p.stall();
+  sink.write("first\n");
+  sink.write("second\n");
+  sink.write("third\n");
+  p.release();
+  await sink.flush(1000);
+  assert.deepEqual(p.written, ["first\n", "second\nthird\n"]);
+});
+
+Deno.test("stderr sink: one write takes at most 64 KiB of what waits: a larger one would hold the queue's room while it lasts, and lines would be dropped meanwhile", async () => {
+  const p = pipe();
+  const sink = new Sink(p.write);
+  p.stall();
+  const line = "y".repeat(40 * 1024 - 1) + "\n";
+  for (let i = 0; i < 4; i++) sink.write(line);
+  sink.write("short\n");
+  p.release();
+  await sink.flush(1000);
+  assert.deepEqual(
+    p.written.map((text) => text.length),
+    [40 * 1024, 40 * 1024, 40 * 1024, 40 * 1024 + 6],
+  );
+});
