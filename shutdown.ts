@@ -172,6 +172,8 @@ export class Shutdown implements Disposable {
       Deno.addSignalListener(name, listener);
       this.#listening.set(name, listener);
     }
+    // Compiled now, not at the first signal (see `_drain.ts`, mayCloseEarly).
+    new StopMachine().next({ kind: "signal", at: 0 });
     warmTimers();
     return this;
   }

@@ -69,28 +69,28 @@ export interface DrainHost {
  * (a 0 ms timer, ~2.5 ms) or `shutdown()` resolved (idle: ~0.7 ms);
  * `undefined` if it did not close.
  */
-
-/**
- * A first signal's first step for a server on its own
- * (`DrainerOptions.stopAccepting`): with no delay, nothing to wait for
- * before Deno's `shutdown()` and no way to shut the listener in the kernel,
- * the drain begins and `shutdown()` is called now, in the signal's own
- * task, as a handler that calls it on the signal does. If it was, resolves
- * once Deno has closed the idle connections (its own tasks run after this
- * one: a 0 ms timer, ~2.5 ms on Deno 2.9.6), or once `shutdown()` has
- * resolved if sooner (idle: ~0.7 ms); `undefined` if not.
- */
 export function closeEarly(
   host: DrainHost,
   delay: Delay,
 ): Promise<unknown> | undefined {
-  if (
-    delay.max > 0 || host.traffic.draining || host.canDetach() ||
-    !nothingHolds(host)
-  ) return undefined;
+  if (!mayCloseEarly(host, delay)) return undefined;
+  // Deno's shutdown() first: a request that arrives before it takes effect
+  // is read; one that arrives after is closed unread.
+  const closed = closeListener(host);
   host.traffic.startDraining();
   const turn = timer(0, undefined);
-  return Promise.race([closeListener(host), turn.promise]).finally(turn.clear);
+  return Promise.race([closed, turn.promise]).finally(turn.clear);
+}
+
+/**
+ * True when {@linkcode closeEarly} would close now. No side effect: the
+ * server calls it once at start, so that V8 has compiled it before the
+ * signal (compiled at the signal, the signal's path took 0.45 ms before
+ * `shutdown()`, against 0.17 warmed).
+ */
+export function mayCloseEarly(host: DrainHost, delay: Delay): boolean {
+  return delay.max === 0 && !host.traffic.draining && !host.canDetach() &&
+    nothingHolds(host);
 }
 
 /** True when nothing must happen before Deno's `shutdown()`. */

@@ -1,7 +1,4 @@
-/**
- * One graceful server, from `Deno.serve` to the end of its drain: the
- * state `serve()` (`_serve.ts`) returns.
- */
+/** One graceful server, from `Deno.serve` to the end of its drain. */
 import {
   badOption,
   describe,
@@ -14,7 +11,12 @@ import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
 import { Notifier } from "../lifecycle/_notify.ts";
 import { bodiesNeedHold } from "./_body_hold.ts";
-import { closeEarly, type DrainHost, runDrain } from "./_drain.ts";
+import {
+  closeEarly,
+  type DrainHost,
+  mayCloseEarly,
+  runDrain,
+} from "./_drain.ts";
 import type {
   DrainResult,
   GracefulHandler,
@@ -34,10 +36,7 @@ import {
   Shutdown,
 } from "../shutdown.ts";
 
-/**
- * Deno's own `serve`, taken when this module loads: the `auto` preload
- * replaces `Deno.serve` with a function that calls `serve()`.
- */
+/** Deno's own `serve`, taken before the `auto` preload replaces it. */
 const denoServe = Deno.serve;
 
 /** One graceful server, from `Deno.serve` to the end of its drain. */
@@ -156,9 +155,8 @@ export class Server implements GracefulServer {
     if (link && Deno.build.os === "linux") {
       (denoOptions as Deno.ServeTcpOptions).reusePort = true;
     }
-    // Listen for signals before listening for requests: once `onListen` has
-    // announced the port, a signal must already find its listener. Deno's
-    // timers are set up after `Deno.serve` (`_timer.ts`).
+    // Signals before requests: once `onListen` has announced the port, a
+    // signal must find its listener. Timers after `Deno.serve` (`_timer.ts`).
     const warmUp = holdTimerWarmUp();
     this.lifecycle?.listen();
     try {
@@ -184,9 +182,8 @@ export class Server implements GracefulServer {
     } finally {
       warmUp();
     }
-    // A detached listener makes Deno's accept loop fail (EINVAL), which
-    // rejects `finished` early: once this server has detached it, that is
-    // the expected end, and the server is done when shutdown() resolves.
+    // A detached listener fails Deno's accept loop (EINVAL, rejecting
+    // `finished`): then the server is done when shutdown() resolves.
     this.#finished = this.#http.finished.catch(async (error) => {
       if (!this.#detached) throw error;
       await this.#closed.promise;
@@ -227,6 +224,7 @@ export class Server implements GracefulServer {
       },
     };
     const closesEarly = () => closeEarly(this.#host, this.#drainDelay);
+    if (!link) mayCloseEarly(this.#host, this.#drainDelay); // compiled now
     this.lifecycle?.addDrainer((context) => this.#drain(context), {
       stopAccepting: link ? undefined : closesEarly,
     });
@@ -359,10 +357,8 @@ export class Server implements GracefulServer {
   #steered = false;
 
   /**
-   * True when no client of this server can still send a request that was
-   * not announced: nothing is queued and every open connection is busy
-   * with a request or was told `Connection: close`. `undefined` when it
-   * cannot tell (see `_census.ts`).
+   * True when nothing is queued and every open connection is busy or was
+   * told `Connection: close`; `undefined` when it cannot tell (`_census.ts`).
    */
   #quiet(): boolean | undefined {
     const addr = this.addr;

@@ -6,7 +6,12 @@
  * and the first signal's early close (`closeEarly`).
  */
 import assert from "node:assert/strict";
-import { closeEarly, type DrainHost, runDrain } from "../../server/_drain.ts";
+import {
+  closeEarly,
+  type DrainHost,
+  mayCloseEarly,
+  runDrain,
+} from "../../server/_drain.ts";
 import type { Traffic } from "../../server/_traffic.ts";
 import { silentLogger } from "../../lifecycle/_log.ts";
 
@@ -220,14 +225,16 @@ Deno.test("drain, alone with a fixed delay and --allow-ffi: the listener is shut
   assert.ok(performance.now() - start >= 55);
 });
 
-Deno.test("drain, alone without --allow-ffi: closeEarly calls shutdown() at the signal, before the drain; runDrain does not call it again", async () => {
+Deno.test("drain, alone without --allow-ffi: closeEarly calls shutdown() first thing at the signal, then starts the drain; runDrain does not call it again", async () => {
   const f = fake();
+  assert.equal(mayCloseEarly(f.host, NO_DELAY), true);
+  assert.deepEqual(f.events, [], "mayCloseEarly has no side effect");
   const acted = closeEarly(f.host, NO_DELAY);
   assert.ok(acted instanceof Promise);
-  assert.deepEqual(f.events, ["draining", "shutdown"]);
+  assert.deepEqual(f.events, ["shutdown", "draining"]);
   await acted;
   await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
-  assert.deepEqual(f.events, ["draining", "shutdown", "detach", "abort"]);
+  assert.deepEqual(f.events, ["shutdown", "draining", "detach", "abort"]);
 });
 
 Deno.test("drain: closeEarly leaves the listener to the drain with --allow-ffi, a body arriving, a delay, or a drain under way", () => {
