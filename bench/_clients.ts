@@ -28,17 +28,30 @@ export interface ClientRow {
 
 /**
  * `rounds` SIGTERMs per client and server, then `restarts` supervisor
- * restarts per client (GET and POST at 150/s each).
+ * restarts per client (GET and POST at 150/s each). `only`: the clients
+ * whose name contains one of these (any case); all by default.
  */
 export async function clientStops(
   rounds: number,
   restarts: number,
   log: (line: string) => void,
+  only?: string[],
 ): Promise<ClientRow[]> {
   Proc.limitMs = undefined;
   const rows: ClientRow[] = [];
   const kinds = Object.keys(SERVERS) as ServerKind[];
-  for (const client of Object.keys(CLIENT_KINDS)) {
+  const clients = Object.keys(CLIENT_KINDS).filter((name) =>
+    !only ||
+    only.some((part) => name.toLowerCase().includes(part.toLowerCase()))
+  );
+  if (clients.length === 0) {
+    throw new Error(
+      `--clients: no client's name contains ${
+        JSON.stringify(only!.join(","))
+      } (${Object.keys(CLIENT_KINDS).join(", ")})`,
+    );
+  }
+  for (const client of clients) {
     const sums = new Map<string, ClientRow>();
     const exits = new Map<ServerKind, number[]>();
     for (let round = 0; round < rounds; round++) {
@@ -78,6 +91,7 @@ export async function clientStops(
         `clients: ${client}, ${row.server} ${row.method}: ${row.failed} failed, ${row.refused} refused of ${row.sent} in ${row.signals} SIGTERMs`,
       );
     }
+    if (restarts === 0) continue;
     const start = performance.now();
     const r = await restartsUnder(client, { restarts });
     const per = Math.round((performance.now() - start) / restarts);

@@ -9,6 +9,7 @@
  *   deno task bench --only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,restart-idle,balancers,kubernetes,clients
  *   deno task bench --bodies=post-4k,post-1mib --out=/tmp/b   some bodies, elsewhere
  *   deno task bench --only=restarts --methods=supervisor --restarts=30   some rows
+ *   deno task bench --only=clients --clients=python --rounds=80   one SIGTERM, longer
  *   deno task bench --report   re-render results.md and restarts.svg from results.json
  *
  * All traffic stays on loopback (restarts in network namespaces of their
@@ -18,7 +19,7 @@ import { overhead } from "./_overhead.ts";
 import { type Results, writeReports } from "./_report.ts";
 import { type Method, restartRun } from "./_restarts.ts";
 import { canPin, ensureWrk, median, netns, sh } from "./_run.ts";
-import { type Parsed, parseFlags } from "../lifecycle/_cli.ts";
+import { type Parsed, parseFlags, wholeNumber } from "../lifecycle/_cli.ts";
 import { shutdownLatency } from "./_shutdown.ts";
 import { supervisorMemory } from "./_memory.ts";
 import { balancers } from "./_balancers.ts";
@@ -30,7 +31,7 @@ import { telemetryCost } from "./_telemetry.ts";
 import { restartIdle } from "./_restart_idle.ts";
 
 const USAGE =
-  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,restart-idle,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--out=DIR] [--report]";
+  "usage: deno task bench [--smoke | --long] [--only=overhead,shutdown,restarts,memory,drain-memory,census,telemetry,restart-idle,balancers,kubernetes,clients] [--bodies=hello,post-4k,...] [--balancers=haproxy,nginx,caddy] [--methods=naive,handoff,unsteered,fixed,supervisor] [--restarts=N] [--clients=undici,python,...] [--rounds=N] [--out=DIR] [--report]";
 let flags: Parsed["values"];
 try {
   const parsed = parseFlags(Deno.args, {
@@ -43,6 +44,8 @@ try {
     out: { type: "string" },
     methods: { type: "string" },
     restarts: { type: "string" },
+    clients: { type: "string" },
+    rounds: { type: "string" },
   });
   if (parsed.positionals.length) {
     throw new Error(
@@ -262,10 +265,15 @@ if (wanted("kubernetes")) {
   results.kubernetes = await kubernetes(smoke ? 1 : long ? 10 : 5, smoke, log);
 }
 if (wanted("clients")) {
+  // --rounds: SIGTERMs per client and server (then no restarts rows).
+  const rounds = flags.rounds === undefined
+    ? undefined
+    : wholeNumber("--rounds", flags.rounds as string, 1, 10_000);
   results.clients = await clientStops(
-    smoke ? 1 : long ? 20 : 10,
-    smoke ? 2 : 20,
+    rounds ?? (smoke ? 1 : long ? 20 : 10),
+    rounds !== undefined ? 0 : smoke ? 2 : 20,
     log,
+    (flags.clients as string | undefined)?.split(","),
   );
 }
 if (wanted("restarts")) {
