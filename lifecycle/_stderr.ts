@@ -8,9 +8,9 @@
  * no request would be answered and no deadline would fire. Here one write
  * at a time runs on Deno's blocking pool (`Deno.stderr.write`); lines wait
  * behind it (and go out together in the next) up to {@linkcode QUEUE_LIMIT}
- * bytes, and past that a line is
- * dropped and counted. The count is said as soon as the pipe takes lines
- * again, and the process flushes (bounded) before it exits.
+ * bytes, and past that a line is dropped and counted. The count is said as
+ * soon as the pipe takes lines again, and the process flushes (bounded)
+ * before it exits.
  *
  * It does not touch what the application writes itself: `console.error`
  * is synchronous, and an app that logs to a full pipe blocks there.

@@ -12,10 +12,14 @@
  * which is why the caller waits a little after steering before it believes
  * an empty queue. Needs `--allow-ffi` on Linux; `undefined` elsewhere.
  */
-import { libc, onPort, openFds, tcpInfo } from "./_sockets.ts";
-
-const TCP_ESTABLISHED = 1;
-const TCP_LISTEN = 10;
+import {
+  libc,
+  onPort,
+  openFds,
+  TCP_ESTABLISHED,
+  TCP_LISTEN,
+  tcpInfo,
+} from "./_sockets.ts";
 const AF_INET = 2;
 const AF_INET6 = 10;
 

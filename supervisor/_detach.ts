@@ -16,7 +16,13 @@
  * of `finished`; the server treats that one error as a normal end.
  */
 
-import { libc, listeningFds, stillListening, tcpInfo } from "./_sockets.ts";
+import {
+  libc,
+  listeningFds,
+  stillListening,
+  TCP_LISTEN,
+  tcpInfo,
+} from "./_sockets.ts";
 
 const SHUT_RD = 0;
 
@@ -50,9 +56,12 @@ export class Listeners {
    */
   queued(): number {
     const lib = libc();
+    if (!lib || !this.#fds) return 0;
     let queued = 0;
-    for (const fd of (lib && this.#fds) || []) {
-      queued += tcpInfo(lib!, fd)?.queued ?? 0;
+    for (const fd of this.#fds) {
+      // A descriptor reused since start is not this listener: not counted.
+      const tcp = tcpInfo(lib, fd);
+      if (tcp?.state === TCP_LISTEN) queued += tcp.queued;
     }
     return queued;
   }

@@ -186,11 +186,17 @@ export function listeningFds(addr: Deno.NetAddr): number[] {
 
 const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
+/** `tcpi_state` of an established connection. */
+export const TCP_ESTABLISHED = 1;
+/** `tcpi_state` of a listener. */
+export const TCP_LISTEN = 10;
 const info = new Uint8Array(32);
+const infoView = new DataView(info.buffer);
 const infoLength = new Uint32Array(1);
 
 /**
- * `fd`'s TCP state (`tcpi_state`: 1 established, 10 listening) and, for a
+ * `fd`'s TCP state (`tcpi_state`: {@linkcode TCP_ESTABLISHED},
+ * {@linkcode TCP_LISTEN}, ...) and, for a
  * listener, its accept queue's length (`tcpi_unacked`); `undefined` if `fd`
  * is not a TCP socket.
  */
@@ -202,8 +208,5 @@ export function tcpInfo(
   if (lib.symbols.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, infoLength)) {
     return undefined;
   }
-  return {
-    state: info[0],
-    queued: new DataView(info.buffer).getUint32(24, true),
-  };
+  return { state: info[0], queued: infoView.getUint32(24, true) };
 }
