@@ -2,7 +2,8 @@
  * Shutdown latency: signal → process exit, for idle servers (by hand,
  * serve(), serve() with --allow-ffi, the auto preload: side by side, in
  * turn each round), a server with one in-flight request of known remaining
- * time, and a never-ending stream against the drain deadline.
+ * time, a never-ending stream against the drain deadline, and the signal's
+ * path: its first listener → Deno's `shutdown()` call, by hand and serve().
  */
 import { Conn, median, round, startServer } from "./_run.ts";
 
@@ -52,6 +53,32 @@ async function idle(
   return performance.now() - signalled;
 }
 
+const SIGNAL_PATH = new URL("./fixtures/signal_path.ts", import.meta.url)
+  .pathname;
+
+/** The signal's first listener → Deno's `shutdown()` call (ms), idle. */
+async function signalPath(how: "byhand" | "serve"): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", SIGNAL_PATH, how],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream());
+  let out = "";
+  for await (const chunk of lines) {
+    out += chunk;
+    if (out.includes("ready\n") && !out.includes("signalled")) {
+      out += "signalled";
+      await new Promise((r) => setTimeout(r, 100)); // idle, as above
+      child.kill("SIGTERM");
+    }
+  }
+  await child.status;
+  const path = out.match(/path ([\d.]+)/);
+  if (!path) throw new Error(`signal_path.ts ${how}: no path in ${out}`);
+  return Number(path[1]);
+}
+
 async function inFlight(): Promise<number> {
   const { proc, port } = await startServer({ impl: "graceful" }, false);
   const conn = await Conn.open(port);
@@ -98,6 +125,28 @@ export async function shutdownLatency(
   for (const [at, [scenario]] of IDLE.entries()) {
     rows.push(row(scenario, runs, "exit − signal", idles[at], log));
   }
+  const paths = { byhand: [] as number[], serve: [] as number[] };
+  for (let i = 0; i < runs; i++) {
+    for (
+      const how of i % 2
+        ? ["serve", "byhand"] as const
+        : ["byhand", "serve"] as const
+    ) {
+      paths[how].push(await signalPath(how));
+    }
+  }
+  const measure = "shutdown() call − first signal listener";
+  rows.push(
+    row(
+      "signal path, Deno.serve + shutdown() by hand",
+      runs,
+      measure,
+      paths.byhand,
+      log,
+      2,
+    ),
+  );
+  rows.push(row("signal path, serve()", runs, measure, paths.serve, log, 2));
   const scenarios: [string, string, () => Promise<number>][] = [
     [
       `one request in flight (${IN_FLIGHT_MS} ms handler, signal at ${SIGNAL_AT_MS} ms)`,
@@ -124,13 +173,14 @@ function row(
   measure: string,
   values: number[],
   log: (line: string) => void,
+  digits = 1,
 ): LatencyRow {
   const r = {
     scenario,
     runs,
     measure,
-    median: round(median(values)),
-    max: round(Math.max(...values)),
+    median: round(median(values), digits),
+    max: round(Math.max(...values), digits),
   };
   log(`shutdown ${scenario}: median ${r.median} ms, max ${r.max} ms`);
   return r;

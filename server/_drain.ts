@@ -244,8 +244,9 @@ export async function runDrain(
 
 /** Deno's `shutdown()`: the listener closes, idle connections too. */
 function closeListener(host: DrainHost): Promise<void> {
+  const closed = host.closeListener(); // first: it may be a signal's path
   host.traffic.closingListener();
-  return host.closeListener();
+  return closed;
 }
 
 /** Waits (bounded) for the app's WebSocket closes; says those left open. */
