@@ -172,8 +172,10 @@ export class Shutdown implements Disposable {
       Deno.addSignalListener(name, listener);
       this.#listening.set(name, listener);
     }
-    // Compiled now, not at the first signal (see `_drain.ts`, mayCloseEarly).
+    // Compiled now, not at the first signal (see `_drain.ts`, closeEarly):
+    // the stop rule, and the first step on a Shutdown with no drainer.
     new StopMachine().next({ kind: "signal", at: 0 });
+    new Shutdown({ signals: [], logger: false }).#stopAccepting();
     warmTimers();
     return this;
   }

@@ -67,13 +67,16 @@ export interface DrainHost {
  * no way to shut the listener in the kernel, Deno's `shutdown()` is called
  * in the signal's own task, as by hand. Resolves once Deno's tasks have run
  * (a 0 ms timer, ~2.5 ms) or `shutdown()` resolved (idle: ~0.7 ms);
- * `undefined` if it did not close.
+ * `undefined` if it did not close. `dryRun` only looks: the server calls it
+ * so once at start, so that V8 compiles this path then, not at the signal
+ * (bench/README.md, "The signal's own path").
  */
 export function closeEarly(
   host: DrainHost,
   delay: Delay,
+  dryRun = false,
 ): Promise<unknown> | undefined {
-  if (!mayCloseEarly(host, delay)) return undefined;
+  if (!mayCloseEarly(host, delay) || dryRun) return undefined;
   // Deno's shutdown() first: a request that arrives before it takes effect
   // is read; one that arrives after is closed unread.
   const closed = closeListener(host);
@@ -82,12 +85,7 @@ export function closeEarly(
   return Promise.race([closed, turn.promise]).finally(turn.clear);
 }
 
-/**
- * True when {@linkcode closeEarly} would close now. No side effect: the
- * server calls it once at start, so that V8 has compiled it before the
- * signal (compiled at the signal, the signal's path took 0.45 ms before
- * `shutdown()`, against 0.17 warmed).
- */
+/** True when {@linkcode closeEarly} would close now. No side effect. */
 export function mayCloseEarly(host: DrainHost, delay: Delay): boolean {
   return delay.max === 0 && !host.traffic.draining && !host.canDetach() &&
     nothingHolds(host);

@@ -11,12 +11,7 @@ import { checkRuntime } from "../lifecycle/_deno_check.ts";
 import { sayLauncher } from "../lifecycle/_launcher.ts";
 import { Notifier } from "../lifecycle/_notify.ts";
 import { bodiesNeedHold } from "./_body_hold.ts";
-import {
-  closeEarly,
-  type DrainHost,
-  mayCloseEarly,
-  runDrain,
-} from "./_drain.ts";
+import { closeEarly, type DrainHost, runDrain } from "./_drain.ts";
 import type {
   DrainResult,
   GracefulHandler,
@@ -223,8 +218,9 @@ export class Server implements GracefulServer {
         return this.#closed.promise.catch(() => {});
       },
     };
-    const closesEarly = () => closeEarly(this.#host, this.#drainDelay);
-    if (!link) mayCloseEarly(this.#host, this.#drainDelay); // compiled now
+    const closesEarly = (dryRun?: boolean) =>
+      closeEarly(this.#host, this.#drainDelay, dryRun);
+    if (!link) closesEarly(true); // compiled now, not at the signal
     this.lifecycle?.addDrainer((context) => this.#drain(context), {
       stopAccepting: link ? undefined : closesEarly,
     });

@@ -228,7 +228,8 @@ Deno.test("drain, alone with a fixed delay and --allow-ffi: the listener is shut
 Deno.test("drain, alone without --allow-ffi: closeEarly calls shutdown() first thing at the signal, then starts the drain; runDrain does not call it again", async () => {
   const f = fake();
   assert.equal(mayCloseEarly(f.host, NO_DELAY), true);
-  assert.deepEqual(f.events, [], "mayCloseEarly has no side effect");
+  assert.equal(closeEarly(f.host, NO_DELAY, true), undefined, "dry run");
+  assert.deepEqual(f.events, [], "mayCloseEarly and a dry run: no effect");
   const acted = closeEarly(f.host, NO_DELAY);
   assert.ok(acted instanceof Promise);
   assert.deepEqual(f.events, ["shutdown", "draining"]);
