@@ -63,6 +63,9 @@ const NUMBERS: Record<string, number> = {
   SIGHUP: 1,
   SIGINT: 2,
   SIGQUIT: 3,
+  SIGABRT: 6,
+  SIGKILL: 9,
+  SIGSEGV: 11,
   SIGTERM: 15,
   SIGBREAK: 21,
   SIGWINCH: 28,
@@ -70,6 +73,6 @@ const NUMBERS: Record<string, number> = {
 };
 
 /** The exit status a shell reports for death by `signal`: 128 + its number. */
-export function signalExitCode(signal: Deno.Signal): number {
+export function signalExitCode(signal: string): number {
   return 128 + (NUMBERS[signal] ?? 0);
 }

@@ -5,6 +5,7 @@
  */
 import { WORKER_FLAGS } from "./_protocol.ts";
 import { since } from "../lifecycle/_log.ts";
+import { signalExitCode } from "../lifecycle/_signals.ts";
 import type { Worker } from "./_worker.ts";
 
 export function describeExit(status: Deno.CommandStatus): string {
@@ -26,17 +27,7 @@ const EXIT_MEANINGS: Record<number, string> = {
 
 /** The exit code a status stands for: 128 + the signal's number if killed. */
 export function exitCodeOf(status: Deno.CommandStatus): number {
-  if (status.signal === null) return status.code;
-  const numbers: Record<string, number> = {
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGABRT: 6,
-    SIGKILL: 9,
-    SIGSEGV: 11,
-    SIGTERM: 15,
-  };
-  return 128 + (numbers[status.signal] ?? 0);
+  return status.signal === null ? status.code : signalExitCode(status.signal);
 }
 
 /**
