@@ -116,50 +116,51 @@ export function parseCommand(line: string): Command | undefined {
   return undefined;
 }
 
-/** The worker's ready report (one stderr line, with its newline). */
-export function readyLine(secret: string, pid: number): string {
-  return `graceful: ready ${secret} ${pid}\n`;
+/** What a worker reports on stderr: ready (with its pid), quiet, alive. */
+export type ReportKind = "ready" | "quiet" | "alive";
+
+/** A report's line, with its newline; a `ready` report carries the pid. */
+export function reportLine(
+  kind: ReportKind,
+  secret: string,
+  pid?: number,
+): string {
+  return `graceful: ${kind} ${secret}${pid === undefined ? "" : ` ${pid}`}\n`;
 }
+
+/** A line of a worker's stderr that has a report's shape. */
+export interface Report {
+  kind: ReportKind;
+  /**
+   * True when it carries this worker's secret and, for `ready`, a plausible
+   * pid (a whole number ≥ 2: never 0, 1 or a negative pid, which `kill`
+   * would take as a process group or all processes). Whether the pid
+   * belongs to the worker is checked elsewhere.
+   */
+  ours: boolean;
+  /** The pid a `ready` report names. */
+  pid?: number;
+}
+
+const REPORT = /^graceful: (ready|quiet|alive) /;
 
 /**
- * Reads a ready report: the pid it names if the line is one, carries this
- * worker's secret, and names a plausible pid (a whole number ≥ 2: never 0,
- * 1 or a negative pid, which `kill` would take as a process group or all
- * processes). Whether the pid belongs to the worker is checked elsewhere.
+ * Reads a line of a worker's stderr: `undefined` if it does not have a
+ * report's shape (it is the app's, and forwarded); otherwise the report,
+ * which is never forwarded, whoever wrote it.
  */
-export function parseReady(line: string, secret: string): number | undefined {
-  const m = line.match(/^graceful: ready ([0-9a-f]{32}) (\d{1,10})$/);
-  if (!m || m[1] !== secret) return undefined;
-  const pid = Number(m[2]);
-  return pid >= 2 && pid <= 2 ** 31 - 1 ? pid : undefined;
-}
-
-/** True if `line` has the shape of a ready report (then never forwarded). */
-export function looksLikeReady(line: string): boolean {
-  return line.startsWith("graceful: ready ");
-}
-
-/** The worker's quiet report during a pre-drain (with its newline). */
-export function quietLine(secret: string): string {
-  return `graceful: quiet ${secret}\n`;
-}
-
-/**
- * True if `line` is this worker's quiet report; a line of that shape with
- * another secret is not (and, like a ready report, never forwarded).
- */
-export function isQuiet(line: string, secret: string): boolean {
-  return line === `graceful: quiet ${secret}`;
-}
-
-/** The worker's answer to `ping` (with its newline). */
-export function aliveLine(secret: string): string {
-  return `graceful: alive ${secret}\n`;
-}
-
-/** True if `line` has the shape of an answer to `ping` (never forwarded). */
-export function looksLikeAlive(line: string): boolean {
-  return line.startsWith("graceful: alive ");
+export function parseReport(line: string, secret: string): Report | undefined {
+  const shape = line.match(REPORT);
+  if (!shape) return undefined;
+  const kind = shape[1] as ReportKind;
+  const [nonce, pid, ...rest] = line.slice(shape[0].length).split(" ");
+  if (kind !== "ready") {
+    return { kind, ours: nonce === secret && pid === undefined };
+  }
+  const n = /^\d{1,10}$/.test(pid ?? "") ? Number(pid) : NaN;
+  const ours = nonce === secret && rest.length === 0 && n >= 2 &&
+    n <= 2 ** 31 - 1;
+  return ours ? { kind, ours, pid: n } : { kind, ours };
 }
 
 /**
@@ -169,18 +170,10 @@ export function looksLikeAlive(line: string): boolean {
  * in one piece (at most `PIPE_BUF`) and ends its line.
  */
 export function reportAt(line: string): number {
-  const found = ["ready", "quiet", "alive"]
-    .map((kind) => line.indexOf(`graceful: ${kind} `))
-    .filter((at) => at >= 0);
-  return found.length ? Math.min(...found) : -1;
+  return line.search(/graceful: (ready|quiet|alive) /);
 }
 
 /** `line` with anything shaped like a secret taken out, for messages. */
 export function redact(line: string): string {
   return line.replace(/[0-9a-f]{32}/g, "<secret>");
-}
-
-/** True if `line` has the shape of a quiet report. */
-export function looksLikeQuiet(line: string): boolean {
-  return line.startsWith("graceful: quiet ");
 }

@@ -8,13 +8,11 @@
 import { grantedEnv } from "../lifecycle/_env_var.ts";
 import type { Logger } from "../lifecycle/_log.ts";
 import {
-  aliveLine,
   type Command,
   MAX_LINE,
   parseCommand,
   PROTOCOL,
-  quietLine,
-  readyLine,
+  reportLine,
   SUPERVISOR_ENV,
 } from "./_protocol.ts";
 import { holdTimerWarmUp, timer } from "../lifecycle/_timer.ts";
@@ -153,7 +151,7 @@ class Link {
       await Promise.all(this.#appReady);
       if (this.#reported) return;
       this.#reported = true;
-      report(readyLine(secret, Deno.pid));
+      report(reportLine("ready", secret, Deno.pid));
       this.#readyReported.resolve();
     }).catch(() => {});
   }
@@ -173,7 +171,9 @@ class Link {
         for (const target of this.#targets) target.steer(undefined);
       } else if (command.kind === "ping") {
         // Answered from the event loop: a loop that is blocked says nothing.
-        this.#secret.promise.then((secret) => report(aliveLine(secret)));
+        this.#secret.promise.then((secret) =>
+          report(reportLine("alive", secret))
+        );
       } else {
         this.#interrupt?.(command);
         if (command.kind === "stop") {
@@ -276,7 +276,7 @@ class Link {
             Math.round(performance.now() - start)
           } ms (every connection left is busy with a request told Connection: close)`,
         );
-        report(quietLine(secret));
+        report(reportLine("quiet", secret));
       }
       if (committed) return done();
     }

@@ -7,13 +7,9 @@
 import {
   type Command,
   commandLine,
-  isQuiet,
-  looksLikeAlive,
-  looksLikeQuiet,
-  looksLikeReady,
   MAX_LINE,
   nonce,
-  parseReady,
+  parseReport,
   PROTOCOL,
   redact,
   reportAt,
@@ -301,21 +297,17 @@ export class Worker {
       this.#line(line.slice(0, at));
       line = line.slice(at);
     }
-    if (looksLikeAlive(line)) {
-      if (line === `graceful: alive ${this.#secret}`) {
-        this.lastAlive = performance.now();
-      }
-      return;
-    }
-    if (looksLikeQuiet(line)) {
-      if (isQuiet(line, this.#secret)) {
-        this.#onQuiet?.();
-        this.#onQuiet = undefined;
-      }
-      return;
-    }
-    if (looksLikeReady(line)) {
-      const pid = parseReady(line, this.#secret);
+    const report = parseReport(line, this.#secret);
+    if (!report) {
+      stderr.write(line + "\n");
+      this.#keep(line);
+    } else if (report.kind === "alive" && report.ours) {
+      this.lastAlive = performance.now();
+    } else if (report.kind === "quiet" && report.ours) {
+      this.#onQuiet?.();
+      this.#onQuiet = undefined;
+    } else if (report.kind === "ready") {
+      const pid = report.pid;
       if (pid !== undefined && descendsFrom(pid, this.child.pid)) {
         this.serverPid ??= pid;
         this.lastAlive = performance.now();
@@ -327,10 +319,7 @@ export class Worker {
           })`,
         );
       }
-      return;
     }
-    stderr.write(line + "\n");
-    this.#keep(line);
   }
 
   #keep(line: string) {
