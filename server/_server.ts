@@ -206,6 +206,7 @@ export class Server implements GracefulServer {
       abort: (reason) => this.#controller.abort(reason),
       canDetach: () => listeners.found,
       queued: () => listeners.queued(),
+      dropNew: () => void listeners.dropNew(),
       detach: () => {
         const detached = listeners.detach();
         if (detached > 0) this.#detached = true;

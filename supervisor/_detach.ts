@@ -17,6 +17,8 @@
  */
 
 import {
+  attachFilter,
+  insn,
   libc,
   listeningFds,
   stillListening,
@@ -25,6 +27,22 @@ import {
 } from "./_sockets.ts";
 
 const SHUT_RD = 0;
+const SO_ATTACH_FILTER = 26;
+
+/**
+ * A socket filter that drops a connection's first segment (SYN without
+ * ACK) and keeps every other: a socket filter sees the TCP header at 0.
+ */
+const DROP_SYN = (() => {
+  const filter = new Uint8Array(5 * 8);
+  const view = new DataView(filter.buffer);
+  insn(view, 0, 0x30, 0, 0, 13); // A = the flags byte (BPF_LD|BPF_B|BPF_ABS)
+  insn(view, 1, 0x54, 0, 0, 0x12); // A &= SYN|ACK (BPF_ALU|BPF_AND|BPF_K)
+  insn(view, 2, 0x15, 1, 0, 0x02); // A == SYN: to 4 (BPF_JMP|BPF_JEQ|BPF_K)
+  insn(view, 3, 0x06, 0, 0, 0xffffffff); // keep it (BPF_RET|BPF_K)
+  insn(view, 4, 0x06, 0, 0, 0); // drop it
+  return filter;
+})();
 
 /**
  * One server's listening sockets, found once (a scan of the process's
@@ -64,6 +82,26 @@ export class Listeners {
       if (tcp?.state === TCP_LISTEN) queued += tcp.queued;
     }
     return queued;
+  }
+
+  /**
+   * Drops new connection attempts (their SYN) on the listeners, so that
+   * their accept queues can empty before they are shut: connections keep
+   * arriving while Deno accepts what is queued, and one still queued when
+   * its listener is shut is reset after its client has sent its request. A
+   * dropped SYN is sent again after about 1 s, and refused then: nothing
+   * was sent. Returns how many listeners drop them; 0 when unsupported. It
+   * does not stop a handshake already under way from completing.
+   */
+  dropNew(): number {
+    const lib = libc();
+    if (!lib || !this.#fds) return 0;
+    let dropping = 0;
+    for (const fd of this.#fds) {
+      if (!stillListening(fd, this.#addr)) continue;
+      if (attachFilter(lib, fd, SO_ATTACH_FILTER, DROP_SYN)) dropping++;
+    }
+    return dropping;
   }
 
   /**

@@ -65,6 +65,46 @@ export function libc(): Libc | null {
 
 /** `SOL_SOCKET`: the level of socket options. */
 export const SOL_SOCKET = 1;
+
+/** One classic BPF instruction: `struct sock_filter` (8 bytes) at `at`. */
+export function insn(
+  view: DataView,
+  at: number,
+  code: number,
+  jt: number,
+  jf: number,
+  k: number,
+) {
+  view.setUint16(at * 8, code, true);
+  view.setUint8(at * 8 + 2, jt);
+  view.setUint8(at * 8 + 3, jf);
+  view.setUint32(at * 8 + 4, k >>> 0, true);
+}
+
+/** Attaches the classic BPF program `filter` to `fd` as `option`. */
+export function attachFilter(
+  lib: Libc,
+  fd: number,
+  option: number,
+  filter: Uint8Array,
+): boolean {
+  // struct sock_fprog: u16 length, then (64-bit) a pointer to the filter.
+  const program = new Uint8Array(16);
+  const view = new DataView(program.buffer);
+  view.setUint16(0, filter.length / 8, true);
+  view.setBigUint64(
+    8,
+    // The buffer, not the view: Deno's TypeScript for `of()` changed between
+    // releases, and a fresh array starts at its buffer's first byte.
+    BigInt(
+      Deno.UnsafePointer.value(
+        Deno.UnsafePointer.of(filter.buffer as ArrayBuffer),
+      ),
+    ),
+    true,
+  );
+  return lib.symbols.setsockopt(fd, SOL_SOCKET, option, program, 16) === 0;
+}
 const SO_ACCEPTCONN = 30;
 const F_GETFD = 1;
 const AF_INET = 2;

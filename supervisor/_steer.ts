@@ -24,25 +24,16 @@
  * elsewhere every call returns why it did nothing.
  */
 import { MAX_GROUP } from "./_protocol.ts";
-import { libc, listeningFds, SOL_SOCKET } from "./_sockets.ts";
+import {
+  attachFilter,
+  insn,
+  libc,
+  listeningFds,
+  SOL_SOCKET,
+} from "./_sockets.ts";
 
 const SO_ATTACH_REUSEPORT_CBPF = 51;
 const SO_DETACH_REUSEPORT_BPF = 68;
-
-/** One classic BPF instruction: `struct sock_filter` (8 bytes). */
-function insn(
-  view: DataView,
-  at: number,
-  code: number,
-  jt: number,
-  jf: number,
-  k: number,
-) {
-  view.setUint16(at * 8, code, true);
-  view.setUint8(at * 8 + 2, jt);
-  view.setUint8(at * 8 + 3, jf);
-  view.setUint32(at * 8 + 4, k >>> 0, true);
-}
 
 const BPF_LD_W_ABS = 0x20;
 const BPF_ALU_MOD_K = 0x94;
@@ -106,31 +97,8 @@ function listeners(
 function attach(addr: Deno.NetAddr, filter: Uint8Array): string | undefined {
   const found = listeners(addr);
   if (typeof found === "string") return found;
-  const { lib, fds } = found;
-  // struct sock_fprog: u16 length, then (64-bit) a pointer to the filter.
-  const program = new Uint8Array(16);
-  const view = new DataView(program.buffer);
-  view.setUint16(0, filter.length / 8, true);
-  view.setBigUint64(
-    8,
-    // The buffer, not the view: Deno's TypeScript for `of()` changed between
-    // releases, and a fresh array starts at its buffer's first byte.
-    BigInt(
-      Deno.UnsafePointer.value(
-        Deno.UnsafePointer.of(filter.buffer as ArrayBuffer),
-      ),
-    ),
-    true,
-  );
-  for (const fd of fds) {
-    const rc = lib.symbols.setsockopt(
-      fd,
-      SOL_SOCKET,
-      SO_ATTACH_REUSEPORT_CBPF,
-      program,
-      program.length,
-    );
-    if (rc !== 0) {
+  for (const fd of found.fds) {
+    if (!attachFilter(found.lib, fd, SO_ATTACH_REUSEPORT_CBPF, filter)) {
       return `setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed${errno()}`;
     }
   }
