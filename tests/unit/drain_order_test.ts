@@ -107,6 +107,8 @@ function fake(
 }
 
 const NO_DELAY = { max: 0, quiet: undefined };
+/** A server alone with --allow-ffi: new attempts dropped, then shut. */
+const SHUT_ALONE = ["draining", "dropNew", "detach", "abort", "shutdown"];
 
 Deno.test("drain, alone without --allow-ffi: Deno's shutdown() before the drain signal", async () => {
   const f = fake();
@@ -118,13 +120,7 @@ Deno.test("drain, alone with --allow-ffi: the listener is shut at the signal; sh
   const f = fake({ ffi: true, quiet: true });
   const start = performance.now();
   await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
-  assert.deepEqual(f.events, [
-    "draining",
-    "dropNew",
-    "detach",
-    "abort",
-    "shutdown",
-  ]);
+  assert.deepEqual(f.events, SHUT_ALONE);
   assert.ok(performance.now() - start < 150, "quiet at once: no settle wait");
   assert.ok(
     !f.lines.some((l) => /stopped accepting on/.test(l)),
@@ -137,13 +133,7 @@ Deno.test("drain, alone with --allow-ffi, a connection never told close: shutdow
   const start = performance.now();
   await runDrain(f.host, "SIGTERM", NO_DELAY, undefined);
   const took = performance.now() - start;
-  assert.deepEqual(f.events, [
-    "draining",
-    "dropNew",
-    "detach",
-    "abort",
-    "shutdown",
-  ]);
+  assert.deepEqual(f.events, SHUT_ALONE);
   assert.ok(took >= 990 && took < 3000, `${took} ms`);
   assert.ok(
     f.lines.some((l) => /stopped accepting on .*at most 1000 ms/.test(l)),
