@@ -117,7 +117,11 @@ export async function runDrain(
   // and open connections settle (below), so a client pool never sends on a
   // connection closing under it (bench/README.md, "real client pools").
   let settleHere = false;
-  if (alone && delay.max === 0) settleHere = await shutAlone(host);
+  if (alone && delay.max === 0) {
+    const shut = shutAlone(host);
+    // No await unless it waits: the drain signal aborts in this task.
+    settleHere = shut instanceof Promise ? await shut : shut;
+  }
   // Steered: the listener gets nothing new and stays open while it settles.
   const steered = !alone && host.steered();
   // Else, with nothing to wait for, Deno's shutdown() now (or already, by
@@ -339,14 +343,18 @@ async function quiet(host: DrainHost, signal: AbortSignal): Promise<void> {
  * accept queue (its accept loop runs between tasks; at most
  * {@linkcode ACCEPT_QUEUED_MS}), shut. Without the drop, connections kept
  * arriving while Deno accepted, and one queued at the shut was reset (Python's
- * `requests`: 4 requests in 300 SIGTERMs). True when it shut one.
+ * `requests`: 4 requests in 300 SIGTERMs). True when it shut one; a promise
+ * only when it must wait for the queue.
  */
-async function shutAlone(host: DrainHost): Promise<boolean> {
+function shutAlone(host: DrainHost): boolean | Promise<boolean> {
   if (!host.canDetach()) return false;
   host.dropNew();
-  const end = performance.now() + ACCEPT_QUEUED_MS;
-  while (host.queued() > 0 && performance.now() < end) {
-    await timer(1, undefined).promise;
-  }
-  return host.detach() > 0;
+  if (host.queued() === 0) return host.detach() > 0;
+  return (async () => {
+    const end = performance.now() + ACCEPT_QUEUED_MS;
+    while (host.queued() > 0 && performance.now() < end) {
+      await timer(1, undefined).promise;
+    }
+    return host.detach() > 0;
+  })();
 }

@@ -31,7 +31,8 @@ Deno.test("heartbeat: pings every quarter of the bound; one that stops answering
   await new Promise((resolve) => setTimeout(resolve, 400));
   stop();
   assert.deepEqual(wedged.map(([name]) => name), ["silent"]);
-  assert.ok(wedged[0][1] > 80, `silent for ${wedged[0][1]} ms`);
+  // Said rounded: silent for more than 80 ms can read 80.
+  assert.ok(wedged[0][1] >= 80, `silent for ${wedged[0][1]} ms`);
   assert.ok(alive.pings >= 8, `alive pinged ${alive.pings} times`);
   assert.equal(leaving.pings, 0);
   const pings = alive.pings;
