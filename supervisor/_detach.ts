@@ -18,6 +18,7 @@
 
 import {
   attachFilter,
+  BPF_RET_K,
   insn,
   libc,
   listeningFds,
@@ -28,6 +29,11 @@ import {
 
 const SHUT_RD = 0;
 const SO_ATTACH_FILTER = 26;
+const BPF_LD_B_ABS = 0x30;
+const BPF_ALU_AND_K = 0x54;
+const BPF_JMP_JEQ_K = 0x15;
+const TCP_SYN = 0x02;
+const TCP_ACK = 0x10;
 
 /**
  * A socket filter that drops a connection's first segment (SYN without
@@ -36,11 +42,11 @@ const SO_ATTACH_FILTER = 26;
 const DROP_SYN = (() => {
   const filter = new Uint8Array(5 * 8);
   const view = new DataView(filter.buffer);
-  insn(view, 0, 0x30, 0, 0, 13); // A = the flags byte (BPF_LD|BPF_B|BPF_ABS)
-  insn(view, 1, 0x54, 0, 0, 0x12); // A &= SYN|ACK (BPF_ALU|BPF_AND|BPF_K)
-  insn(view, 2, 0x15, 1, 0, 0x02); // A == SYN: to 4 (BPF_JMP|BPF_JEQ|BPF_K)
-  insn(view, 3, 0x06, 0, 0, 0xffffffff); // keep it (BPF_RET|BPF_K)
-  insn(view, 4, 0x06, 0, 0, 0); // drop it
+  insn(view, 0, BPF_LD_B_ABS, 0, 0, 13); // A = the flags byte
+  insn(view, 1, BPF_ALU_AND_K, 0, 0, TCP_SYN | TCP_ACK); // A &= SYN|ACK
+  insn(view, 2, BPF_JMP_JEQ_K, 1, 0, TCP_SYN); // A == SYN: to 4
+  insn(view, 3, BPF_RET_K, 0, 0, 0xffffffff); // keep it
+  insn(view, 4, BPF_RET_K, 0, 0, 0); // drop it
   return filter;
 })();
 

@@ -66,6 +66,9 @@ export function libc(): Libc | null {
 /** `SOL_SOCKET`: the level of socket options. */
 export const SOL_SOCKET = 1;
 
+/** Classic BPF's "return k" (`BPF_RET|BPF_K`), shared by the programs. */
+export const BPF_RET_K = 0x06;
+
 /** One classic BPF instruction: `struct sock_filter` (8 bytes) at `at`. */
 export function insn(
   view: DataView,

@@ -26,6 +26,7 @@
 import { MAX_GROUP } from "./_protocol.ts";
 import {
   attachFilter,
+  BPF_RET_K,
   insn,
   libc,
   listeningFds,
@@ -40,7 +41,6 @@ const BPF_ALU_MOD_K = 0x94;
 const BPF_ALU_ADD_K = 0x04;
 const BPF_JMP_JGE_K = 0x35;
 const BPF_RET_A = 0x16;
-const BPF_RET_K = 0x06;
 /** `SKF_AD_OFF + SKF_AD_RANDOM`: a random 32-bit number. */
 const AD_RANDOM = -0x1000 + 56;
 
